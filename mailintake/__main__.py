@@ -1,0 +1,5 @@
+import sys
+
+from mailintake.cli import main
+
+sys.exit(main())

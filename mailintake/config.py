@@ -1,0 +1,222 @@
+"""Load and validate config.toml into frozen dataclasses.
+
+Every problem is reported as one ConfigError line naming the file, the key and what is
+wrong; callers print it and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import humanfriendly
+
+from mailintake.addresses import AddressError, normalized_addr_spec
+
+CONFIG_ENV = "MAILINTAKE_CONFIG"
+DATABASE_URL_ENV = "MAILINTAKE_DATABASE_URL"
+PROTOCOLS = ("smtp", "lmtp")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class ConfigError(Exception):
+    """A config problem, phrased as one line for the operator."""
+
+
+@dataclass(frozen=True)
+class IntakeConfig:
+    addresses: tuple[str, ...]
+    reply_address: str
+    max_message_size: int
+    tracking_prefix: str = "SEC"
+    parse_timeout: float = 30.0
+    max_parse_attempts: int = 5
+    retry_interval: float = 60.0
+
+
+@dataclass(frozen=True)
+class ListenerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8025
+    protocol: str = "smtp"
+    hostname: str = "mailintake.localhost"
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str = "sqlite:///var/mailintake.db"
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = "INFO"
+
+
+@dataclass(frozen=True)
+class Config:
+    intake: IntakeConfig
+    listener: ListenerConfig
+    database: DatabaseConfig
+    logging: LoggingConfig
+    path: Path
+
+
+KNOWN_SECTIONS = {
+    "intake": IntakeConfig,
+    "listener": ListenerConfig,
+    "database": DatabaseConfig,
+    "logging": LoggingConfig,
+}
+
+
+def config_path_from(explicit: str | None) -> Path:
+    chosen = explicit or os.environ.get(CONFIG_ENV)
+    if not chosen:
+        raise ConfigError(f"no config file: pass --config PATH or set {CONFIG_ENV}")
+    return Path(chosen)
+
+
+def load_config(path: Path, environ: dict[str, str] | None = None) -> Config:
+    environ = dict(os.environ) if environ is None else environ
+    document = read_toml(path)
+    where = str(path)
+    reject_unknown_sections(document, where)
+    intake = intake_from(section(document, "intake", where), where)
+    listener = listener_from(section(document, "listener", where), where)
+    database = database_from(section(document, "database", where), where, path, environ)
+    logging_config = logging_from(section(document, "logging", where), where)
+    return Config(intake, listener, database, logging_config, path)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read config file ({error.strerror})") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+
+
+def reject_unknown_sections(document: dict[str, Any], where: str) -> None:
+    for name in document:
+        if name not in KNOWN_SECTIONS:
+            known = ", ".join(f"[{known}]" for known in KNOWN_SECTIONS)
+            raise ConfigError(f"{where}: unknown section [{name}] (known: {known})")
+
+
+def section(document: dict[str, Any], name: str, where: str) -> dict[str, Any]:
+    table = document.get(name, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: [{name}] must be a table")
+    allowed = KNOWN_SECTIONS[name].__dataclass_fields__
+    for key in table:
+        if key not in allowed:
+            raise ConfigError(f"{where}: [{name}] unknown key '{key}'")
+    return table
+
+
+def intake_from(table: dict[str, Any], where: str) -> IntakeConfig:
+    defaults = IntakeConfig((), "", 0)
+    if "addresses" not in table:
+        raise ConfigError(f"{where}: [intake] addresses is required (e.g. [\"security@example.com\"])")
+    addresses = table["addresses"]
+    if not isinstance(addresses, list) or not addresses:
+        raise ConfigError(f"{where}: [intake] addresses must be a non-empty list of addresses")
+    parsed = tuple(mailbox_address(value, "[intake] addresses", where) for value in addresses)
+    reply = table.get("reply_address", parsed[0])
+    return IntakeConfig(
+        addresses=parsed,
+        reply_address=mailbox_address(reply, "[intake] reply_address", where),
+        max_message_size=size_in_bytes(table.get("max_message_size", "25MB"), where),
+        tracking_prefix=tracking_prefix(table.get("tracking_prefix", defaults.tracking_prefix), where),
+        parse_timeout=positive_number(table, "parse_timeout", defaults.parse_timeout, "[intake]", where),
+        max_parse_attempts=int(positive_number(table, "max_parse_attempts", defaults.max_parse_attempts, "[intake]", where, integer=True)),
+        retry_interval=positive_number(table, "retry_interval", defaults.retry_interval, "[intake]", where),
+    )
+
+
+def listener_from(table: dict[str, Any], where: str) -> ListenerConfig:
+    defaults = ListenerConfig()
+    host = text(table, "host", defaults.host, "[listener]", where)
+    port = table.get("port", defaults.port)
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+        raise ConfigError(f"{where}: [listener] port must be an integer from 0 to 65535, got {port!r}")
+    protocol = text(table, "protocol", defaults.protocol, "[listener]", where).lower()
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"{where}: [listener] protocol must be \"smtp\" or \"lmtp\", got {protocol!r}")
+    hostname = text(table, "hostname", defaults.hostname, "[listener]", where)
+    return ListenerConfig(host=host, port=port, protocol=protocol, hostname=hostname)
+
+
+def database_from(table: dict[str, Any], where: str, path: Path, environ: dict[str, str]) -> DatabaseConfig:
+    url = environ.get(DATABASE_URL_ENV) or text(table, "url", DatabaseConfig().url, "[database]", where)
+    if "://" not in url:
+        raise ConfigError(f"{where}: [database] url must be an SQLAlchemy URL such as sqlite:///var/mailintake.db")
+    return DatabaseConfig(url=sqlite_url_relative_to(url, path.parent))
+
+
+def logging_from(table: dict[str, Any], where: str) -> LoggingConfig:
+    level = text(table, "level", LoggingConfig().level, "[logging]", where).upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"{where}: [logging] level must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
+    return LoggingConfig(level=level)
+
+
+def sqlite_url_relative_to(url: str, base: Path) -> str:
+    """A relative SQLite path is taken relative to the config file, not the working directory."""
+    prefix, _, rest = url.partition(":///")
+    if not prefix.startswith("sqlite") or not rest or rest.startswith("/") or rest.startswith(":memory:"):
+        return url
+    return f"{prefix}:///{(base / rest).resolve()}"
+
+
+def mailbox_address(value: Any, key: str, where: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: {key} must be a string address, got {value!r}")
+    try:
+        return normalized_addr_spec(value)
+    except AddressError as error:
+        raise ConfigError(f"{where}: {key}: {error}") from None
+
+
+def size_in_bytes(value: Any, where: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    elif isinstance(value, str):
+        try:
+            size = humanfriendly.parse_size(value)
+        except humanfriendly.InvalidSize:
+            raise ConfigError(f"{where}: [intake] max_message_size: {value!r} is not a size (use bytes, \"25MB\" or \"25MiB\")") from None
+    else:
+        raise ConfigError(f"{where}: [intake] max_message_size must be bytes or a string such as \"25MB\", got {value!r}")
+    if size < 1024:
+        raise ConfigError(f"{where}: [intake] max_message_size must be at least 1024 bytes, got {size}")
+    return size
+
+
+def tracking_prefix(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.isascii() or not value.isalpha() or not 1 <= len(value) <= 10:
+        raise ConfigError(f"{where}: [intake] tracking_prefix must be 1 to 10 ASCII letters, got {value!r}")
+    return value.upper()
+
+
+def text(table: dict[str, Any], key: str, default: str, name: str, where: str) -> str:
+    value = table.get(key, default)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}: {name} {key} must be a non-empty string, got {value!r}")
+    return value
+
+
+def positive_number(table: dict[str, Any], key: str, default: float, name: str, where: str, integer: bool = False) -> float:
+    value = table.get(key, default)
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
+        kind = "a positive integer" if integer else "a positive number"
+        raise ConfigError(f"{where}: {name} {key} must be {kind}, got {value!r}")
+    return value

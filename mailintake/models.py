@@ -1,0 +1,160 @@
+"""SQLAlchemy 2 models: the database is the single source of truth."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes only; stored as UTC, read back as aware UTC on every backend."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; pass an aware UTC datetime")
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class InboundMessage(Base):
+    """One SMTP/LMTP delivery, committed before the 250 reply; never deleted by processing."""
+
+    __tablename__ = "inbound_messages"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    protocol: Mapped[str] = mapped_column(String(8))
+    peer: Mapped[str] = mapped_column(String(255))
+    helo: Mapped[str] = mapped_column(String(255))
+    envelope_from: Mapped[str] = mapped_column(String(512))
+    envelope_to: Mapped[list[str]] = mapped_column(JSON)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="received")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    report_id: Mapped[int | None] = mapped_column(ForeignKey("reports.id"))
+
+    __table_args__ = (Index("ix_inbound_messages_status_next_attempt", "status", "next_attempt_at"),)
+
+
+class Reporter(Base):
+    __tablename__ = "reporters"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address: Mapped[str] = mapped_column(String(512), unique=True)
+    display_name: Mapped[str] = mapped_column(String(512), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class TrackingCounter(Base):
+    """Last tracking number handed out per year; incremented under a row lock."""
+
+    __tablename__ = "tracking_counters"
+
+    year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last_number: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Report(Base):
+    __tablename__ = "reports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tracking_id: Mapped[str] = mapped_column(String(32), unique=True)
+    origin_key: Mapped[str] = mapped_column(String(80), unique=True)
+    status: Mapped[str] = mapped_column(String(24), default="new")
+    subject: Mapped[str] = mapped_column(Text, default="")
+    reporter_id: Mapped[int | None] = mapped_column(ForeignKey("reporters.id"), index=True)
+    envelope_sender: Mapped[str] = mapped_column(String(512), default="")
+    suggested_severity: Mapped[str | None] = mapped_column(String(16))
+    credit_as: Mapped[str | None] = mapped_column(String(255))
+    anonymous: Mapped[bool] = mapped_column(Boolean, default=False)
+    urls: Mapped[list[str]] = mapped_column(JSON, default=list)
+    endpoints: Mapped[list[str]] = mapped_column(JSON, default=list)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    reporter: Mapped[Reporter | None] = relationship()
+    messages: Mapped[list[Message]] = relationship(back_populates="report", order_by="Message.id")
+
+
+class Message(Base):
+    """A message of a report's thread, inbound or outbound."""
+
+    __tablename__ = "messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    report_id: Mapped[int] = mapped_column(ForeignKey("reports.id"), index=True)
+    inbound_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_messages.id"), unique=True)
+    direction: Mapped[str] = mapped_column(String(8))
+    from_address: Mapped[str] = mapped_column(String(512), default="")
+    from_name: Mapped[str] = mapped_column(String(512), default="")
+    to_addresses: Mapped[list[str]] = mapped_column(JSON, default=list)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    message_id: Mapped[str | None] = mapped_column(String(512), index=True)
+    in_reply_to: Mapped[str | None] = mapped_column(String(512))
+    date_header: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    body_text: Mapped[str] = mapped_column(Text, default="")
+    body_from_html: Mapped[bool] = mapped_column(Boolean, default=False)
+    raw_sha256: Mapped[str] = mapped_column(String(64))
+    parse_defects: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+    report: Mapped[Report] = relationship(back_populates="messages")
+    attachments: Mapped[list[Attachment]] = relationship(back_populates="message", order_by="Attachment.id")
+
+
+class Attachment(Base):
+    __tablename__ = "attachments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
+    filename: Mapped[str] = mapped_column(String(1024))
+    content_type: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+
+    message: Mapped[Message] = relationship(back_populates="attachments")

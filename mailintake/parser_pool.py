@@ -1,0 +1,51 @@
+"""Run parse_message in child processes with a time limit.
+
+A thread cannot be stopped, so a pathological message (huge headers, thousands of MIME
+parts) is parsed in a pool process that is terminated when it runs out of time.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from multiprocessing.pool import Pool
+
+from mailintake.parsing import ParsedMessage, parse_message
+
+
+class ParseFailure(Exception):
+    """Parsing did not produce a result; the message's raw bytes stay stored."""
+
+
+class ParserPool:
+    def __init__(self, timeout: float, processes: int = 1) -> None:
+        self.timeout = timeout
+        self.processes = processes
+        self._pool: Pool | None = None
+        self._lock = threading.Lock()
+
+    def parse(self, raw: bytes) -> ParsedMessage:
+        with self._lock:
+            pending = self._running_pool().apply_async(parse_message, (raw,))
+            try:
+                return pending.get(self.timeout)
+            except multiprocessing.TimeoutError:
+                self._terminate()
+                raise ParseFailure(f"parse timed out after {self.timeout:g} s") from None
+            except Exception as error:
+                raise ParseFailure(f"parse failed: {type(error).__name__}") from None
+
+    def close(self) -> None:
+        with self._lock:
+            self._terminate()
+
+    def _running_pool(self) -> Pool:
+        if self._pool is None:
+            self._pool = multiprocessing.get_context("spawn").Pool(self.processes)
+        return self._pool
+
+    def _terminate(self) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None

@@ -1,0 +1,145 @@
+"""After commit: turn stored deliveries into reports, or mark them duplicate or failed.
+
+Each delivery is parsed outside any transaction, then written in one transaction that
+first re-checks the row is still as it was read (status and attempts). Whoever loses
+that race (a second daemon, a concurrent `inbound retry`) writes nothing, so a delivery
+becomes at most one report, and a crash anywhere leaves it pending to be done again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailintake.db import transaction
+from mailintake.models import InboundMessage
+from mailintake.parser_pool import ParseFailure
+from mailintake.parsing import ParsedMessage
+from mailintake.reports import create_report, report_with_origin
+
+log = logging.getLogger(__name__)
+
+MAX_RETRY_DELAY = timedelta(hours=6)
+
+
+class Parser(Protocol):
+    def parse(self, raw: bytes) -> ParsedMessage: ...
+
+
+@dataclass(frozen=True)
+class ProcessingRules:
+    tracking_prefix: str
+    max_attempts: int
+    retry_interval: float
+
+
+@dataclass(frozen=True)
+class Outcome:
+    inbound_id: int
+    status: str
+    tracking_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    status: str
+    attempts: int
+    raw: bytes
+
+
+def due_inbound_ids(sessions: sessionmaker[Session], now: datetime, max_attempts: int, limit: int = 100) -> list[int]:
+    with transaction(sessions) as session:
+        return list(
+            session.scalars(
+                select(InboundMessage.id)
+                .where(
+                    or_(
+                        InboundMessage.status == "received",
+                        (InboundMessage.status == "failed") & (InboundMessage.attempts < max_attempts) & (InboundMessage.next_attempt_at <= now),
+                    )
+                )
+                .order_by(InboundMessage.id)
+                .limit(limit)
+            )
+        )
+
+
+def failed_inbound_ids(sessions: sessionmaker[Session]) -> list[int]:
+    with transaction(sessions) as session:
+        return list(session.scalars(select(InboundMessage.id).where(InboundMessage.status == "failed").order_by(InboundMessage.id)))
+
+
+def process_due(sessions: sessionmaker[Session], parser: Parser, rules: ProcessingRules, clock: Callable[[], datetime], should_stop: Callable[[], bool] = lambda: False) -> list[Outcome]:
+    outcomes = []
+    for inbound_id in due_inbound_ids(sessions, clock(), rules.max_attempts):
+        if should_stop():
+            break
+        outcomes.append(process_inbound(sessions, parser, rules, inbound_id, clock))
+    return outcomes
+
+
+def process_inbound(sessions: sessionmaker[Session], parser: Parser, rules: ProcessingRules, inbound_id: int, clock: Callable[[], datetime]) -> Outcome:
+    snapshot = read_snapshot(sessions, inbound_id)
+    if snapshot is None or snapshot.status not in ("received", "failed"):
+        return Outcome(inbound_id, "skipped")
+    try:
+        parsed = parser.parse(snapshot.raw)
+    except ParseFailure as failure:
+        return record_failure(sessions, rules, inbound_id, snapshot, str(failure), clock())
+    try:
+        return record_parsed(sessions, rules, inbound_id, snapshot, parsed, clock())
+    except IntegrityError:
+        # Another process created the report for the same origin first; now it is a duplicate.
+        return record_parsed(sessions, rules, inbound_id, snapshot, parsed, clock())
+
+
+def read_snapshot(sessions: sessionmaker[Session], inbound_id: int) -> Snapshot | None:
+    with transaction(sessions) as session:
+        row = session.get(InboundMessage, inbound_id)
+        return None if row is None else Snapshot(row.status, row.attempts, row.raw)
+
+
+def claimed(session: Session, inbound_id: int, snapshot: Snapshot, **changes: object) -> bool:
+    result = session.execute(
+        update(InboundMessage)
+        .where(InboundMessage.id == inbound_id, InboundMessage.status == snapshot.status, InboundMessage.attempts == snapshot.attempts)
+        .values(**changes)
+    )
+    return result.rowcount == 1
+
+
+def record_parsed(sessions: sessionmaker[Session], rules: ProcessingRules, inbound_id: int, snapshot: Snapshot, parsed: ParsedMessage, now: datetime) -> Outcome:
+    with transaction(sessions) as session:
+        existing = report_with_origin(session, parsed.origin_key)
+        status = "duplicate" if existing else "processed"
+        if not claimed(session, inbound_id, snapshot, status=status, processed_at=now, last_error=None, next_attempt_at=None):
+            session.rollback()
+            return Outcome(inbound_id, "skipped")
+        inbound = session.get(InboundMessage, inbound_id)
+        assert inbound is not None
+        report = existing or create_report(session, parsed, inbound, rules.tracking_prefix, now)
+        inbound.report_id = report.id
+        log.info("inbound %d %s as %s", inbound_id, "recorded as duplicate of" if existing else "became report", report.tracking_id)
+        return Outcome(inbound_id, status, report.tracking_id)
+
+
+def record_failure(sessions: sessionmaker[Session], rules: ProcessingRules, inbound_id: int, snapshot: Snapshot, reason: str, now: datetime) -> Outcome:
+    attempts = snapshot.attempts + 1
+    retry_at = now + retry_delay(rules.retry_interval, attempts) if attempts < rules.max_attempts else None
+    with transaction(sessions) as session:
+        if not claimed(session, inbound_id, snapshot, status="failed", attempts=attempts, last_error=reason[:500], next_attempt_at=retry_at):
+            session.rollback()
+            return Outcome(inbound_id, "skipped")
+    log.warning("inbound %d failed processing (attempt %d): %s", inbound_id, attempts, reason)
+    return Outcome(inbound_id, "failed")
+
+
+def retry_delay(retry_interval: float, attempts: int) -> timedelta:
+    return min(timedelta(seconds=retry_interval * 2 ** (attempts - 1)), MAX_RETRY_DELAY)

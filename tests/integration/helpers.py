@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import time
+from email.message import EmailMessage
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailintake.db import transaction
+from mailintake.models import InboundMessage, Report
+
+
+def report_mail(subject: str = "XSS in login form", sender: str = "researcher@example.org", message_id: str | None = "<r1@example.org>", body: str = "Steps to reproduce ...\nSuggested severity: high\n") -> bytes:
+    message = EmailMessage()
+    message["From"] = f"A Researcher <{sender}>"
+    message["To"] = "security@example.com"
+    message["Subject"] = subject
+    message["Date"] = "Mon, 23 Nov 2026 10:00:00 +0100"
+    if message_id:
+        message["Message-ID"] = message_id
+    message.set_content(body)
+    return message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+
+
+def wait_until_processed(sessions: sessionmaker[Session], expected_inbound: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with transaction(sessions) as session:
+            total = session.scalar(select(func.count()).select_from(InboundMessage))
+            pending = session.scalar(select(func.count()).select_from(InboundMessage).where(InboundMessage.status == "received"))
+        if total >= expected_inbound and pending == 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"not processed within {timeout} s: {total} stored, {pending} pending")
+
+
+def inbound_rows(sessions: sessionmaker[Session]) -> list[InboundMessage]:
+    with transaction(sessions) as session:
+        return list(session.scalars(select(InboundMessage).order_by(InboundMessage.id)))
+
+
+def reports(sessions: sessionmaker[Session]) -> list[Report]:
+    with transaction(sessions) as session:
+        return list(session.scalars(select(Report).order_by(Report.id)))
