@@ -12,6 +12,10 @@ from email.headerregistry import Address
 from email.parser import BytesHeaderParser
 
 
+MAX_ADDRESS_LENGTH = 254
+MAX_DISPLAY_NAME_LENGTH = 256
+
+
 class AddressError(ValueError):
     """Text that is not exactly one plain addr-spec."""
 
@@ -28,7 +32,8 @@ def normalized_addr_spec(value: str) -> str:
 
 
 def header_addresses(raw_header_value: str) -> list[tuple[str, str]]:
-    """(display name, lowercased addr-spec) pairs of an address header, dropping unusable ones."""
+    """(display name, lowercased addr-spec) pairs of an address header, dropping unusable ones
+    (no domain, or longer than the 254 octets RFC 5321 allows)."""
     message = BytesHeaderParser(policy=policy.default).parsebytes(
         b"To: " + raw_header_value.encode("utf-8", "surrogateescape").replace(b"\r", b" ").replace(b"\n", b" ") + b"\r\n\r\n"
     )
@@ -37,8 +42,8 @@ def header_addresses(raw_header_value: str) -> list[tuple[str, str]]:
         return []
     pairs = []
     for address in header.addresses:
-        if address.username and address.domain:
-            pairs.append((address.display_name, address.addr_spec.lower()))
+        if address.username and address.domain and len(address.addr_spec) <= MAX_ADDRESS_LENGTH:
+            pairs.append((address.display_name[:MAX_DISPLAY_NAME_LENGTH], address.addr_spec.lower()))
     return pairs
 
 

@@ -23,7 +23,7 @@ from mailintake.reports import ReportNotFound, iso_utc, report_detail, report_su
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
-QUIET_LIBRARY_LOGGERS = ("mail.log", "mailparser")
+QUIET_LIBRARY_LOGGERS = {"mail.log": logging.ERROR, "mailparser": logging.ERROR, "alembic": logging.WARNING}
 
 
 class UsageError(Exception):
@@ -82,9 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def configure_logging(config: Config) -> None:
     logging.basicConfig(level=config.logging.level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    for name in QUIET_LIBRARY_LOGGERS:
-        # Their debug and info lines carry envelope addresses, filenames and message lines.
-        logging.getLogger(name).setLevel(logging.ERROR)
+    for name, level in QUIET_LIBRARY_LOGGERS.items():
+        # aiosmtpd and mail-parser log envelope addresses, filenames and message lines below ERROR.
+        logging.getLogger(name).setLevel(level)
 
 
 def run_command(arguments: argparse.Namespace, config: Config) -> int:

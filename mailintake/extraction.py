@@ -20,10 +20,11 @@ SEVERITY_AFTER_WORD = re.compile(r"\bseverity\b[^\n.;]{0,30}?\b" + SEVERITY_WORD
 SEVERITY_BEFORE_WORD = re.compile(r"\b" + SEVERITY_WORD + r"[- ]severity\b", re.IGNORECASE)
 CREDIT_STATEMENT = re.compile(
     r"""(?:\bcredit(?:ed)?\s+(?:me|this|the\s+finding|the\s+report|it)?\s*(?:as|to)\b\s*:?\s*
-        |^\s*(?:please\s+)?credit\s*:\s*)
+        |^\s*(?:please\s+)?credit(?:\s+(?:name|as|to))?\s*:\s*)
         (?P<name>[^\n]+)""",
     re.IGNORECASE | re.MULTILINE | re.VERBOSE,
 )
+ANONYMITY_FIELD = re.compile(r"^\s*(?:remain\s+|stay\s+|report\s+)?anonym\w*\s*[:=]\s*(yes|y|true|no|n|false)\b", re.IGNORECASE | re.MULTILINE)
 ANONYMITY_STATEMENT = re.compile(
     r"""\b(?:remain|stay|be|kept|keep\s+me|prefer|wish|want|like|report(?:ing)?|submit(?:ting)?)\s+
         (?:\w+\s+){0,3}anonymous(?:ly)?\b
@@ -31,7 +32,7 @@ ANONYMITY_STATEMENT = re.compile(
         |\bno\s+credit\b""",
     re.IGNORECASE | re.VERBOSE,
 )
-URL = re.compile(r"\b(?:https?|wss?)://[^\s<>\"'()\[\]{}]+", re.IGNORECASE)
+URL = re.compile(r"\b(?:https?|wss?)://[^\s<>\"'\[\]{}]+", re.IGNORECASE)
 ENDPOINT = re.compile(r"\b(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS)\s+(/[^\s<>\"'`]*)")
 TRAILING_PUNCTUATION = ".,;:!?'\"»”’*_"
 
@@ -77,12 +78,26 @@ def credit_from(text: str) -> str | None:
 
 
 def asks_for_anonymity(text: str) -> bool:
+    """A form field ("Remain anonymous: no") wins over prose, which is read only without one."""
+    field = ANONYMITY_FIELD.search(text)
+    if field is not None:
+        return field.group(1).lower() in ("yes", "y", "true")
     return ANONYMITY_STATEMENT.search(text) is not None
 
 
 def urls_from(text: str) -> tuple[str, ...]:
-    found = (match.group(0).rstrip(TRAILING_PUNCTUATION) for match in URL.finditer(text))
-    return unique_in_order(found)
+    return unique_in_order(url_without_trailing_punctuation(match.group(0)) for match in URL.finditer(text))
+
+
+def url_without_trailing_punctuation(url: str) -> str:
+    """Drop sentence punctuation and a closing parenthesis that belongs to the prose around the URL."""
+    while True:
+        trimmed = url.rstrip(TRAILING_PUNCTUATION)
+        if trimmed.endswith(")") and trimmed.count(")") > trimmed.count("("):
+            trimmed = trimmed[:-1]
+        if trimmed == url:
+            return url
+        url = trimmed
 
 
 def endpoints_from(text: str) -> tuple[str, ...]:

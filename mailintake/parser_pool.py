@@ -6,11 +6,15 @@ parts) is parsed in a pool process that is terminated when it runs out of time.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import threading
 from multiprocessing.pool import Pool
 
 from mailintake.parsing import ParsedMessage, parse_message
+
+
+QUIET_LOGGERS = ("mailparser",)
 
 
 class ParseFailure(Exception):
@@ -41,7 +45,7 @@ class ParserPool:
 
     def _running_pool(self) -> Pool:
         if self._pool is None:
-            self._pool = multiprocessing.get_context("spawn").Pool(self.processes)
+            self._pool = multiprocessing.get_context("spawn").Pool(self.processes, initializer=quiet_library_logging)
         return self._pool
 
     def _terminate(self) -> None:
@@ -49,3 +53,9 @@ class ParserPool:
             self._pool.terminate()
             self._pool.join()
             self._pool = None
+
+
+def quiet_library_logging() -> None:
+    """Pool processes start with no logging config; mail-parser's lines name parts and files."""
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)

@@ -123,8 +123,13 @@ def header_text(value: object) -> str:
     return "" if value is None else str(value)
 
 
+def storable_text(value: str) -> str:
+    """Text every database stores: undecodable bytes (surrogate escapes) become U+FFFD, NUL goes."""
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace").replace("\x00", "")
+
+
 def single_line(value: str) -> str:
-    return " ".join(CONTROL_CHARACTERS.sub(" ", value).split())
+    return " ".join(CONTROL_CHARACTERS.sub(" ", storable_text(value)).split())
 
 
 def first_address(values: list[object]) -> tuple[str, str]:
@@ -155,10 +160,10 @@ def date_of(value: object) -> datetime | None:
 def body_text_of(mail: mailparser.MailParser) -> tuple[str, bool]:
     plain = [part for part in mail.text_plain if part.strip()]
     if plain:
-        return "\n\n".join(plain), False
+        return storable_text("\n\n".join(plain)), False
     html = [part for part in mail.text_html if part.strip()]
     if html:
-        return "\n\n".join(get_text(part).strip() for part in html), True
+        return storable_text("\n\n".join(get_text(part).strip() for part in html)), True
     return "", False
 
 

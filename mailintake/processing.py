@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailintake.db import transaction
@@ -93,6 +93,16 @@ def process_inbound(sessions: sessionmaker[Session], parser: Parser, rules: Proc
         parsed = parser.parse(snapshot.raw)
     except ParseFailure as failure:
         return record_failure(sessions, rules, inbound_id, snapshot, str(failure), clock())
+    try:
+        return record_parsed_once_more_on_conflict(sessions, rules, inbound_id, snapshot, parsed, clock)
+    except (OperationalError, InterfaceError):
+        raise
+    except Exception as error:
+        # This message cannot be written as a report; mark it so the others are not held up.
+        return record_failure(sessions, rules, inbound_id, snapshot, f"storing the report failed: {type(error).__name__}", clock())
+
+
+def record_parsed_once_more_on_conflict(sessions: sessionmaker[Session], rules: ProcessingRules, inbound_id: int, snapshot: Snapshot, parsed: ParsedMessage, clock: Callable[[], datetime]) -> Outcome:
     try:
         return record_parsed(sessions, rules, inbound_id, snapshot, parsed, clock())
     except IntegrityError:

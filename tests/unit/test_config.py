@@ -1,0 +1,80 @@
+"""Config: the example loads, and every kind of mistake is one line naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mailintake.config import ConfigError, load_config
+
+REPO = Path(__file__).resolve().parent.parent.parent
+MINIMAL = '[intake]\naddresses = ["security@example.com"]\n'
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def test_the_example_config_loads_with_documented_defaults() -> None:
+    config = load_config(REPO / "config.example.toml", environ={})
+    assert config.intake.addresses == ("security@example.com", "psirt@example.com")
+    assert config.intake.max_message_size == 25_000_000
+    assert config.listener.host == "127.0.0.1" and config.listener.port == 8025 and config.listener.protocol == "smtp"
+    assert config.database.url == f"sqlite:///{REPO / 'var' / 'mailintake.db'}"
+
+
+def test_a_minimal_config_gets_defaults_and_the_first_address_as_reply_address(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, MINIMAL), environ={})
+    assert config.intake.reply_address == "security@example.com"
+    assert config.intake.tracking_prefix == "SEC"
+    assert config.database.url == f"sqlite:///{tmp_path / 'var' / 'mailintake.db'}"
+
+
+@pytest.mark.parametrize(
+    ("size", "bytes_"),
+    [("25MB", 25_000_000), ("25MiB", 26_214_400), ("10 KB", 10_000), (1048576, 1_048_576)],
+)
+def test_sizes_in_bytes_or_as_strings(tmp_path: Path, size: object, bytes_: int) -> None:
+    value = f'"{size}"' if isinstance(size, str) else size
+    assert load_config(write(tmp_path, MINIMAL + f"max_message_size = {value}\n"), environ={}).intake.max_message_size == bytes_
+
+
+def test_the_environment_overrides_the_database_url(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, MINIMAL), environ={"MAILINTAKE_DATABASE_URL": "postgresql+psycopg://u@h/db"})
+    assert config.database.url == "postgresql+psycopg://u@h/db"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "[intake] addresses is required"),
+        ("[intake]\naddresses = []\n", "[intake] addresses must be a non-empty list"),
+        ('[intake]\naddresses = ["Security <security@example.com>"]\n', "[intake] addresses: 'Security <security@example.com>' is not a plain address"),
+        ('[intake]\naddresses = ["nobody"]\n', "is not a plain address"),
+        (MINIMAL + 'max_message_size = "huge"\n', "[intake] max_message_size: 'huge' is not a size"),
+        (MINIMAL + "max_message_size = 10\n", "at least 1024 bytes"),
+        (MINIMAL + "parse_timeout = -1\n", "[intake] parse_timeout must be a positive number"),
+        (MINIMAL + 'tracking_prefix = "SEC-1"\n', "[intake] tracking_prefix must be 1 to 10 ASCII letters"),
+        (MINIMAL + "maxsize = 1\n", "[intake] unknown key 'maxsize'"),
+        (MINIMAL + '[listener]\nprotocol = "pop3"\n', '[listener] protocol must be "smtp" or "lmtp"'),
+        (MINIMAL + "[listener]\nport = 70000\n", "[listener] port must be an integer from 0 to 65535"),
+        (MINIMAL + '[database]\nurl = "mailintake.db"\n', "[database] url must be an SQLAlchemy URL"),
+        (MINIMAL + '[logging]\nlevel = "LOUD"\n', "[logging] level must be one of"),
+        (MINIMAL + "[listner]\n", "unknown section [listner]"),
+        ("[intake\n", "not valid TOML"),
+    ],
+)
+def test_mistakes_are_one_line_naming_the_key(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config(write(tmp_path, text), environ={})
+    assert message in str(raised.value)
+    assert str(tmp_path / "config.toml") in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def test_a_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "absent.toml", environ={})

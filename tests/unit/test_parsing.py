@@ -1,0 +1,107 @@
+"""parse_message against the fixture corpus and its hand-written expectations."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from mailintake.parsing import normalized_line_endings, origin_key, parse_message, safe_filename
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "mail"
+EXPECTED = tomllib.loads((FIXTURES / "expected.toml").read_text(encoding="utf-8"))
+FIXTURE_NAMES = sorted(path.name for path in FIXTURES.glob("*.eml"))
+
+
+def test_every_fixture_has_expectations() -> None:
+    assert FIXTURE_NAMES == sorted(EXPECTED)
+    assert len(FIXTURE_NAMES) >= 20
+
+
+@pytest.mark.parametrize("name", FIXTURE_NAMES)
+def test_fixture_parses_to_the_expected_facts(name: str) -> None:
+    expected = EXPECTED[name]
+    parsed = parse_message((FIXTURES / name).read_bytes())
+    assert parsed.subject == expected.get("subject", "")
+    assert parsed.from_address == expected["from_address"]
+    assert (parsed.message_id is not None) == expected["has_message_id"]
+    assert parsed.statements.severity == expected.get("severity")
+    assert parsed.statements.credit == expected.get("credit")
+    assert parsed.statements.anonymous == expected["anonymous"]
+    assert list(parsed.statements.urls) == expected.get("urls", [])
+    for fragment in expected["body_contains"]:
+        assert fragment in parsed.body_text
+    attachments = [{"filename": item.filename, "content_type": item.content_type, "size": item.size, "sha256": item.sha256} for item in parsed.attachments]
+    for got, wanted in zip(attachments, expected["attachments"], strict=True):
+        assert {key: got[key] for key in wanted} == wanted
+
+
+def test_html_only_mail_becomes_text_without_markup() -> None:
+    parsed = parse_message((FIXTURES / "html-only.eml").read_bytes())
+    assert parsed.body_from_html
+    assert "<p" not in parsed.body_text and "<style" not in parsed.body_text and "{" not in parsed.body_text
+
+
+def test_template_syntax_from_a_reporter_is_kept_literally() -> None:
+    parsed = parse_message((FIXTURES / "template-injection.eml").read_bytes())
+    assert "{{7*7}}" in parsed.body_text and "{{config}}" in parsed.subject
+
+
+def test_bare_cr_and_lf_become_crlf_so_every_reader_sees_the_same_headers() -> None:
+    assert normalized_line_endings(b"Subject: a\rBcc: x\nTo: y\r\n\r\nbody\n") == b"Subject: a\r\nBcc: x\r\nTo: y\r\n\r\nbody\r\n"
+
+
+def test_a_header_smuggled_with_a_bare_cr_is_seen_as_its_own_header_not_part_of_the_subject() -> None:
+    parsed = parse_message(b"From: a@example.org\r\nSubject: hello\rX-Injected: yes\r\nMessage-ID: <m@example.org>\r\n\r\nbody\r\n")
+    assert parsed.subject == "hello"
+
+
+def test_display_name_that_looks_like_an_address_is_not_the_sender() -> None:
+    parsed = parse_message(b'From: "staff@example.com" <x@evil.test>\r\nReply-To: staff@example.com\r\nSubject: s\r\n\r\nbody\r\n')
+    assert parsed.from_address == "x@evil.test"
+    assert parsed.from_name == "staff@example.com"
+
+
+def test_origin_key_ignores_per_delivery_trace_headers_but_not_content() -> None:
+    message = b"From: a@example.org\r\nSubject: s\r\n\r\nbody\r\n"
+    first = origin_key(normalized_line_endings(b"Received: from a by b\r\nDelivered-To: security@example.com\r\n" + message), None, "a@example.org")
+    second = origin_key(normalized_line_endings(b"Received: from c by d\r\n\tfolded\r\nDelivered-To: psirt@example.com\r\n" + message), None, "a@example.org")
+    other = origin_key(normalized_line_endings(message.replace(b"body", b"other")), None, "a@example.org")
+    assert first == second != other
+
+
+def test_origin_key_by_message_id_depends_on_the_author() -> None:
+    assert origin_key(b"", "m@x", "a@example.org") == origin_key(b"different", "m@x", "a@example.org")
+    assert origin_key(b"", "m@x", "a@example.org") != origin_key(b"", "m@x", "b@example.org")
+
+
+@pytest.mark.parametrize(
+    ("given", "shown"),
+    [("../../etc/passwd", "passwd"), ("C:\\Users\\x\\evil.exe", "evil.exe"), ("a\r\nBcc: x.txt", "a Bcc: x.txt"), ("", "unnamed"), ("..", "unnamed"), ("x" * 400, "x" * 255)],
+)
+def test_attachment_names_lose_directories_and_control_characters(given: str, shown: str) -> None:
+    assert safe_filename(given) == shown
+
+
+def test_ten_thousand_mime_parts_parse_without_crashing() -> None:
+    parts = b"".join(b"--b\r\nContent-Type: text/plain\r\n\r\npart\r\n" for _ in range(10_000))
+    raw = b"From: a@example.org\r\nSubject: many\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n" + parts + b"--b--\r\n"
+    parsed = parse_message(raw)
+    assert parsed.subject == "many"
+
+
+def test_undecodable_bytes_and_nul_become_text_every_database_stores() -> None:
+    raw = b"From: a@example.org\r\nSubject: caf\xe9\x00\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nbad \xff\xfe bytes \x00 here\r\n"
+    parsed = parse_message(raw)
+    for value in (parsed.subject, parsed.body_text):
+        value.encode("utf-8")
+        assert "\x00" not in value
+    assert "bad" in parsed.body_text and "here" in parsed.body_text
+
+
+def test_oversized_addresses_and_names_are_not_taken_as_the_sender() -> None:
+    parsed = parse_message(b"From: " + b"N" * 900 + b" <" + b"a" * 300 + b"@example.org>\r\nTo: security@example.com\r\n\r\nbody\r\n")
+    assert parsed.from_address == ""
+    parsed = parse_message(b'From: "' + b"N" * 900 + b'" <a@example.org>\r\n\r\nbody\r\n')
+    assert parsed.from_address == "a@example.org" and len(parsed.from_name) == 256
