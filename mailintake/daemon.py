@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailintake.clock import Clock, utc_now
 from mailintake.config import Config
 from mailintake.db import create_database_engine, database_is_current, session_factory
-from mailintake.intake import Delivery, store_delivery
+from mailintake.intake import GroupCommitStore
 from mailintake.listener import IntakeHandler, protocol_factory
 from mailintake.parser_pool import ParserPool
 from mailintake.processing import ProcessingRules, process_due
@@ -68,10 +68,7 @@ async def serve(config: Config, clock: Clock = utc_now) -> None:
     rules = ProcessingRules(config.intake.tracking_prefix, config.intake.max_parse_attempts, config.intake.retry_interval)
     worker = InboundWorker(sessions, parser, rules, clock)
 
-    async def store(delivery: Delivery) -> int:
-        return await asyncio.to_thread(store_delivery, sessions, delivery)
-
-    handler = IntakeHandler(config.intake.addresses, store, worker.wake, clock, config.listener.protocol)
+    handler = IntakeHandler(config.intake.addresses, GroupCommitStore(sessions), worker.wake, clock, config.listener.protocol)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         protocol_factory(handler, config.listener.protocol, config.listener.hostname, config.intake.max_message_size),
