@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,6 +30,13 @@ ENHANCED_BUILTIN_REPLIES = {
     "500 Line too long (see RFC5321 4.5.3.1.6)": "500 5.5.2 Line too long (RFC 5321 4.5.3.1.6)",
 }
 DATA_PHASE_REPLIES = frozenset({"552 5.3.4 Message too big for this system", "500 5.5.2 Line too long (RFC 5321 4.5.3.1.6)"})
+# Other aiosmtpd errors get the enhanced code RFC 5248 lists for their basic code.
+ENHANCED_CODE_FOR_ERROR = {
+    "421": "4.3.2", "450": "4.2.0", "451": "4.3.0", "452": "4.3.1", "454": "4.7.0",
+    "500": "5.5.2", "501": "5.5.4", "502": "5.5.1", "503": "5.5.1", "504": "5.5.4",
+    "530": "5.7.0", "550": "5.0.0", "552": "5.3.4", "553": "5.1.3", "554": "5.0.0", "555": "5.5.4",
+}
+ERROR_WITHOUT_ENHANCED_CODE = re.compile(r"^([45]\d\d) (?!\d\.\d{1,3}\.\d{1,3}\b)")
 
 Store = Callable[[Delivery], Awaitable[int]]
 
@@ -118,12 +126,22 @@ class EnhancedRepliesMixin:
     lmtp = False
 
     async def push(self, status: str | bytes) -> None:
-        if isinstance(status, str) and status in ENHANCED_BUILTIN_REPLIES:
-            status = ENHANCED_BUILTIN_REPLIES[status]
+        if isinstance(status, str):
+            status = with_enhanced_code(status)
             envelope = getattr(self, "envelope", None)
             if self.lmtp and status in DATA_PHASE_REPLIES and envelope is not None and envelope.rcpt_tos:
                 status = "\r\n".join([status] * len(envelope.rcpt_tos))
         await super().push(status)  # type: ignore[misc]
+
+
+def with_enhanced_code(status: str) -> str:
+    if status in ENHANCED_BUILTIN_REPLIES:
+        return ENHANCED_BUILTIN_REPLIES[status]
+    match = ERROR_WITHOUT_ENHANCED_CODE.match(status)
+    if match is None:
+        return status
+    code = match.group(1)
+    return f"{code} {ENHANCED_CODE_FOR_ERROR.get(code, code[0] + '.0.0')} {status[4:]}"
 
 
 class IntakeSMTP(EnhancedRepliesMixin, SMTP):

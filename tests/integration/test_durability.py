@@ -76,14 +76,15 @@ def test_sigkill_during_500_concurrent_deliveries_loses_nothing_that_got_250(dae
     print(f"killed after {killed_at[0]} acks; {len(accepted)} acked, {len(rows)} stored, {pending_before_restart} finished after restart")
 
 
-def test_sigterm_finishes_in_flight_deliveries_and_exits_cleanly(daemon_factory, sessions: sessionmaker[Session]) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_finishes_in_flight_deliveries_and_exits_cleanly(daemon_factory, sessions: sessionmaker[Session], signum: int) -> None:
     daemon = daemon_factory()
     mails = numbered_mails(200)
     stopped: list[int] = []
 
     def stop_midway(accepted_so_far: int) -> None:
         if accepted_so_far >= 50 and not stopped:
-            daemon.signal(signal.SIGTERM)
+            daemon.signal(signum)
             stopped.append(accepted_so_far)
 
     accepted = asyncio.run(send_concurrently(daemon.port, mails, stop_midway, connections=10))

@@ -174,3 +174,16 @@ def read_reply(stream) -> list[bytes]:
         lines.append(line)
         if len(line) < 4 or line[3:4] != b"-":
             return lines
+
+
+def test_protocol_errors_carry_enhanced_status_codes(daemon_factory) -> None:
+    daemon = daemon_factory()
+    with smtplib.SMTP("127.0.0.1", daemon.port, timeout=30) as client:
+        client.ehlo("client.example.org")
+        assert client.docmd("FOO") == (500, b'5.5.2 Error: command "FOO" not recognized')
+        assert client.docmd("DATA") == (503, b"5.5.1 Error: need RCPT command")
+        code, reply = client.docmd("MAIL", "FROM:<a@example.org> BOGUS=1")
+        assert (code, reply[:6]) == (555, b"5.5.4 ")
+        assert client.docmd("RCPT", "TO:<security@example.com>") == (503, b"5.5.1 Error: need MAIL command")
+        assert client.docmd("MAIL", "FROM:<<bad>>") == (553, b"5.1.3 Error: malformed address")
+        assert client.docmd("EXPN", "security") == (502, b"5.5.1 EXPN not implemented")
