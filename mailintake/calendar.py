@@ -515,13 +515,12 @@ def _holiday_language(country: str | None, subdivision: str | None, categories: 
 
 
 def _holiday_entity(country: str) -> holidays.HolidayBase:
-    try:
-        return holidays.country_holidays(country)
-    except NotImplementedError:
+    if country not in holidays.list_supported_countries():
         raise CalendarError(
             f"unknown holiday country {country!r}: expected an ISO 3166-1 alpha-2 code supported by "
             "the holidays package, e.g. NL, US, DE"
-        ) from None
+        )
+    return holidays.country_holidays(country)
 
 
 def _aliases(entity: holidays.HolidayBase) -> Mapping[str, str]:

@@ -61,7 +61,6 @@ class Config:
     listener: ListenerConfig
     database: DatabaseConfig
     logging: LoggingConfig
-    path: Path
 
 
 KNOWN_SECTIONS = {
@@ -88,7 +87,7 @@ def load_config(path: Path, environ: dict[str, str] | None = None) -> Config:
     listener = listener_from(section(document, "listener", where), where)
     database = database_from(section(document, "database", where), where, path, environ)
     logging_config = logging_from(section(document, "logging", where), where)
-    return Config(intake, listener, database, logging_config, path)
+    return Config(intake, listener, database, logging_config)
 
 
 def read_toml(path: Path) -> dict[str, Any]:
