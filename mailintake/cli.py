@@ -195,7 +195,7 @@ def command_inbound_retry(arguments: argparse.Namespace, config: Config) -> int:
     sessions = sessions_for(config)
     ids = arguments.ids or failed_inbound_ids(sessions)
     parser = ParserPool(timeout=config.intake.parse_timeout)
-    rules = ProcessingRules(config.intake.tracking_prefix, config.intake.max_parse_attempts, config.intake.retry_interval)
+    rules = ProcessingRules.from_config(config)
     still_failed = 0
     try:
         for inbound_id in ids:

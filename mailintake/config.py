@@ -9,12 +9,16 @@ from __future__ import annotations
 import os
 import tomllib
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import humanfriendly
 
 from mailintake.addresses import AddressError, normalized_addr_spec
+from mailintake.calendar import BusinessCalendar, CalendarError, Closure, RecurringClosure, parse_hours, parse_workdays
+from mailintake.durations import DurationError
+from mailintake.sla import Policy, PolicyError, policy_from_mapping
 
 CONFIG_ENV = "MAILINTAKE_CONFIG"
 DATABASE_URL_ENV = "MAILINTAKE_DATABASE_URL"
@@ -56,11 +60,37 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class CalendarConfig:
+    timezone: str = "UTC"
+    country: str | None = None
+    subdivision: str | None = None
+    categories: tuple[str, ...] = ("public",)
+    workdays: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri")
+    hours: tuple[str, ...] = ("09:00-17:00",)
+    closures: tuple[Closure | RecurringClosure, ...] = ()
+
+    def business_calendar(self, extra_closures: tuple[Closure, ...] = (), worked_holidays: frozenset[date] = frozenset()) -> BusinessCalendar:
+        """The calendar of this config plus the closures and worked holidays admins keep in the database."""
+        return BusinessCalendar(
+            timezone=self.timezone,
+            workdays=parse_workdays(self.workdays),
+            hours=parse_hours(self.hours),
+            country=self.country,
+            subdivision=self.subdivision,
+            categories=self.categories,
+            closures=self.closures + extra_closures,
+            worked_holidays=worked_holidays,
+        )
+
+
+@dataclass(frozen=True)
 class Config:
     intake: IntakeConfig
     listener: ListenerConfig
     database: DatabaseConfig
     logging: LoggingConfig
+    calendar: CalendarConfig
+    sla: Policy
 
 
 KNOWN_SECTIONS = {
@@ -68,6 +98,8 @@ KNOWN_SECTIONS = {
     "listener": ListenerConfig,
     "database": DatabaseConfig,
     "logging": LoggingConfig,
+    "calendar": CalendarConfig,
+    "sla": Policy,
 }
 
 
@@ -87,7 +119,9 @@ def load_config(path: Path, environ: dict[str, str] | None = None) -> Config:
     listener = listener_from(section(document, "listener", where), where)
     database = database_from(section(document, "database", where), where, path, environ)
     logging_config = logging_from(section(document, "logging", where), where)
-    return Config(intake, listener, database, logging_config)
+    calendar = calendar_from(section(document, "calendar", where), where)
+    sla = sla_from(document.get("sla", {}), where)
+    return Config(intake, listener, database, logging_config, calendar, sla)
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -110,6 +144,7 @@ def reject_unknown_sections(document: dict[str, Any], where: str) -> None:
 
 
 def section(document: dict[str, Any], name: str, where: str) -> dict[str, Any]:
+    """A fixed-key section; the milestone tables under [sla] are checked by sla_from."""
     table = document.get(name, {})
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: [{name}] must be a table")
@@ -167,6 +202,51 @@ def logging_from(table: dict[str, Any], where: str) -> LoggingConfig:
     return LoggingConfig(level=level)
 
 
+def calendar_from(table: dict[str, Any], where: str) -> CalendarConfig:
+    defaults = CalendarConfig()
+    try:
+        calendar = CalendarConfig(
+            timezone=text(table, "timezone", defaults.timezone, "[calendar]", where),
+            country=optional_text(table, "country", "[calendar]", where),
+            subdivision=optional_text(table, "subdivision", "[calendar]", where),
+            categories=string_list(table, "categories", defaults.categories, "[calendar]", where),
+            workdays=string_list(table, "workdays", defaults.workdays, "[calendar]", where),
+            hours=string_list(table, "hours", defaults.hours, "[calendar]", where),
+            closures=closures_from(table.get("closures", []), where),
+        )
+        calendar.business_calendar()
+    except (CalendarError, DurationError) as error:
+        raise ConfigError(f"{where}: [calendar] {error}") from None
+    return calendar
+
+
+def closures_from(items: Any, where: str) -> tuple[Closure | RecurringClosure, ...]:
+    if not isinstance(items, list):
+        raise ConfigError(f"{where}: [calendar] closures must be a list of tables like {{ start = 2026-12-28, end = 2026-12-31, name = \"year-end shutdown\" }}")
+    return tuple(closure_from(item, where) for item in items)
+
+
+def closure_from(item: Any, where: str) -> Closure | RecurringClosure:
+    if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+        raise ConfigError(f"{where}: [calendar] closures: each closure needs a name and either start (and end) dates or a rule, got {item!r}")
+    unknown = set(item) - {"start", "end", "name", "rule"}
+    if unknown:
+        raise ConfigError(f"{where}: [calendar] closures: unknown key '{sorted(unknown)[0]}'")
+    if "rule" in item:
+        return RecurringClosure(rule=str(item["rule"]), name=item["name"])
+    start, end = item.get("start"), item.get("end", item.get("start"))
+    if not isinstance(start, date) or isinstance(start, datetime) or not isinstance(end, date) or isinstance(end, datetime):
+        raise ConfigError(f"{where}: [calendar] closures: {item['name']!r} needs start (and optional end) as TOML dates like 2026-12-28")
+    return Closure(start=start, end=end, name=item["name"])
+
+
+def sla_from(tables: Any, where: str) -> Policy:
+    try:
+        return policy_from_mapping(tables)
+    except (PolicyError, DurationError) as error:
+        raise ConfigError(f"{where}: {error}") from None
+
+
 def sqlite_url_relative_to(url: str, base: Path) -> str:
     """A relative SQLite path is taken relative to the config file, not the working directory."""
     prefix, _, rest = url.partition(":///")
@@ -210,6 +290,21 @@ def text(table: dict[str, Any], key: str, default: str, name: str, where: str) -
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{where}: {name} {key} must be a non-empty string, got {value!r}")
     return value
+
+
+def optional_text(table: dict[str, Any], key: str, name: str, where: str) -> str | None:
+    if key not in table or table[key] == "":
+        return None
+    return text(table, key, "", name, where)
+
+
+def string_list(table: dict[str, Any], key: str, default: tuple[str, ...], name: str, where: str) -> tuple[str, ...]:
+    value = table.get(key, list(default))
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ConfigError(f"{where}: {name} {key} must be a string or a list of strings, got {value!r}")
+    return tuple(value)
 
 
 def positive_number(table: dict[str, Any], key: str, default: float, name: str, where: str, integer: bool = False) -> float:

@@ -65,7 +65,7 @@ async def serve(config: Config, clock: Clock = utc_now) -> None:
         raise SchemaNotCurrent("the database schema is not current: run `mailintake db upgrade` first")
     sessions = session_factory(engine)
     parser = ParserPool(timeout=config.intake.parse_timeout)
-    rules = ProcessingRules(config.intake.tracking_prefix, config.intake.max_parse_attempts, config.intake.retry_interval)
+    rules = ProcessingRules.from_config(config)
     worker = InboundWorker(sessions, parser, rules, clock)
 
     handler = IntakeHandler(config.intake.addresses, GroupCommitStore(sessions), worker.wake, clock, config.listener.protocol)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -109,6 +111,7 @@ class Report(Base):
     reporter_id: Mapped[int | None] = mapped_column(ForeignKey("reporters.id"), index=True)
     envelope_sender: Mapped[str] = mapped_column(String(512), default="")
     suggested_severity: Mapped[str | None] = mapped_column(String(16))
+    severity: Mapped[str | None] = mapped_column(String(16))
     credit_as: Mapped[str | None] = mapped_column(String(255))
     anonymous: Mapped[bool] = mapped_column(Boolean, default=False)
     urls: Mapped[list[str]] = mapped_column(JSON, default=list)
@@ -118,6 +121,7 @@ class Report(Base):
 
     reporter: Mapped[Reporter | None] = relationship()
     messages: Mapped[list[Message]] = relationship(back_populates="report", order_by="Message.id")
+    milestones: Mapped[list[MilestoneRecord]] = relationship(back_populates="report", order_by="MilestoneRecord.id")
 
 
 class Message(Base):
@@ -158,3 +162,41 @@ class Attachment(Base):
     content: Mapped[bytes] = mapped_column(LargeBinary)
 
     message: Mapped[Message] = relationship(back_populates="attachments")
+
+
+class MilestoneRecord(Base):
+    """One SLA milestone of one report; due_at is what the scheduler queries ("due before T")."""
+
+    __tablename__ = "milestones"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    report_id: Mapped[int] = mapped_column(ForeignKey("reports.id"))
+    name: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    computed_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    promised_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    warn_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    met_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    met_by: Mapped[str | None] = mapped_column(String(255))
+
+    report: Mapped[Report] = relationship(back_populates="milestones")
+
+    __table_args__ = (UniqueConstraint("report_id", "name"),)
+
+
+class CalendarChange(Base):
+    """Holiday administration: a closure, or an official holiday the office works. Removal is
+    recorded (who/when), never deleted, so every past deadline can still be explained."""
+
+    __tablename__ = "calendar_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    first_day: Mapped[date] = mapped_column(Date, index=True)
+    last_day: Mapped[date] = mapped_column(Date)
+    name: Mapped[str] = mapped_column(String(255))
+    created_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    removed_by: Mapped[str | None] = mapped_column(String(255))
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -18,11 +18,15 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailintake.calendar_admin import effective_calendar
+from mailintake.config import CalendarConfig, Config
 from mailintake.db import transaction
-from mailintake.models import InboundMessage
+from mailintake.milestones import refresh_milestones
+from mailintake.models import InboundMessage, Report
 from mailintake.parser_pool import ParseFailure
 from mailintake.parsing import ParsedMessage
 from mailintake.reports import create_report, report_with_origin
+from mailintake.sla import Policy
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +42,13 @@ class ProcessingRules:
     tracking_prefix: str
     max_attempts: int
     retry_interval: float
+    policy: Policy
+    calendar: CalendarConfig
+
+    @classmethod
+    def from_config(cls, config: Config) -> ProcessingRules:
+        intake = config.intake
+        return cls(intake.tracking_prefix, intake.max_parse_attempts, intake.retry_interval, config.sla, config.calendar)
 
 
 @dataclass(frozen=True)
@@ -134,10 +145,16 @@ def record_parsed(sessions: sessionmaker[Session], rules: ProcessingRules, inbou
             return Outcome(inbound_id, "skipped")
         inbound = session.get(InboundMessage, inbound_id)
         assert inbound is not None
-        report = existing or create_report(session, parsed, inbound, rules.tracking_prefix, now)
+        report = existing or new_report_with_deadlines(session, rules, parsed, inbound, now)
         inbound.report_id = report.id
         log.info("inbound %d %s as %s", inbound_id, "recorded as duplicate of" if existing else "became report", report.tracking_id)
         return Outcome(inbound_id, status, report.tracking_id)
+
+
+def new_report_with_deadlines(session: Session, rules: ProcessingRules, parsed: ParsedMessage, inbound: InboundMessage, now: datetime) -> Report:
+    report = create_report(session, parsed, inbound, rules.tracking_prefix, now)
+    refresh_milestones(session, report, rules.policy, effective_calendar(session, rules.calendar), now)
+    return report
 
 
 def record_failure(sessions: sessionmaker[Session], rules: ProcessingRules, inbound_id: int, snapshot: Snapshot, reason: str, now: datetime) -> Outcome:

@@ -273,7 +273,7 @@ def _timed_status(
     start = started_at.astimezone(calendar.zone)
     due_at = calendar.add(start, allowed) if allowed is not None else None
     warn_at = _warning_moment(calendar, start, due_at, allowed, milestone.warn_at)
-    state: State = "met" if met_at is not None else _state_at(now, due_at, warn_at)
+    state: State = "met" if met_at is not None else state_at(now, due_at, warn_at)
     return MilestoneStatus(milestone.name, state, start, due_at, warn_at, met_at)
 
 
@@ -292,7 +292,7 @@ def _warning_moment(
     return calendar.add_business_time(start, calendar.business_time_between(start, due_at) * fraction)
 
 
-def _state_at(now: datetime, due_at: datetime | None, warn_at: datetime | None) -> State:
+def state_at(now: datetime, due_at: datetime | None, warn_at: datetime | None) -> State:
     instant = now.astimezone(UTC)
     if due_at is None:
         return "ok"

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from email.message import EmailMessage
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailintake.config import load_config
 from mailintake.db import transaction
+from mailintake.processing import ProcessingRules
 from mailintake.models import InboundMessage, Report
 
 
@@ -42,3 +45,8 @@ def inbound_rows(sessions: sessionmaker[Session]) -> list[InboundMessage]:
 def reports(sessions: sessionmaker[Session]) -> list[Report]:
     with transaction(sessions) as session:
         return list(session.scalars(select(Report).order_by(Report.id)))
+
+
+def example_rules() -> ProcessingRules:
+    """Processing as configured by config.example.toml (policy A, NL calendar)."""
+    return ProcessingRules.from_config(load_config(Path(__file__).resolve().parents[2] / "config.example.toml", environ={}))

@@ -19,9 +19,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailintake.intake import Delivery, store_delivery
 from mailintake.parsing import parse_message
-from mailintake.processing import ProcessingRules, process_inbound
+from mailintake.processing import process_inbound
 from tests.daemon import REPO
-from tests.integration.helpers import inbound_rows, report_mail, reports, wait_until_processed
+from tests.integration.helpers import example_rules, inbound_rows, report_mail, reports, wait_until_processed
 
 FIXTURES = REPO / "tests" / "fixtures" / "mail"
 EXPECTED = tomllib.loads((FIXTURES / "expected.toml").read_text(encoding="utf-8"))
@@ -112,7 +112,7 @@ def test_tracking_ids_stay_unique_when_many_workers_process_at_once(sessions: se
         store_delivery(sessions, Delivery(moment, "smtp", "127.0.0.1", "client", "r@example.org", ("security@example.com",), report_mail(message_id=f"<c{index}@example.org>", body=f"report {index}")))
         for index in range(40)
     ]
-    rules = ProcessingRules("SEC", 5, 60)
+    rules = example_rules()
     with ThreadPoolExecutor(8) as pool:
         outcomes = list(pool.map(lambda inbound_id: process_inbound(sessions, DirectParser(), rules, inbound_id, lambda: moment), ids * 2))
     assert sorted(outcome.status for outcome in outcomes) == ["processed"] * 40 + ["skipped"] * 40
@@ -124,6 +124,6 @@ def test_the_same_origin_processed_concurrently_makes_one_report(sessions: sessi
     raw = report_mail(message_id="<twice@example.org>")
     ids = [store_delivery(sessions, Delivery(moment, "smtp", "127.0.0.1", "client", "r@example.org", (address,), raw)) for address in ("security@example.com", "psirt@example.com") * 5]
     with ThreadPoolExecutor(8) as pool:
-        outcomes = list(pool.map(lambda inbound_id: process_inbound(sessions, DirectParser(), ProcessingRules("SEC", 5, 60), inbound_id, lambda: moment), ids))
+        outcomes = list(pool.map(lambda inbound_id: process_inbound(sessions, DirectParser(), example_rules(), inbound_id, lambda: moment), ids))
     assert sorted(outcome.status for outcome in outcomes) == ["duplicate"] * 9 + ["processed"]
     assert len(reports(sessions)) == 1

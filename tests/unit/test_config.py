@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,40 @@ def test_mistakes_are_one_line_naming_the_key(tmp_path: Path, text: str, message
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "absent.toml", environ={})
+
+
+def test_the_example_config_carries_policy_a_and_a_calendar_with_closures() -> None:
+    config = load_config(REPO / "config.example.toml", environ={})
+    assert config.sla.names == ("acknowledge", "assess", "update", "resolve", "notify_resolved")
+    calendar = config.calendar.business_calendar()
+    assert str(calendar.day_kind(date(2026, 12, 29))) == "closure: year-end shutdown"
+    assert str(calendar.day_kind(date(2027, 12, 24))) == "closure: Christmas Eve"
+    assert str(calendar.day_kind(date(2026, 12, 25))) == "Christmas Day (NL)"
+
+
+@pytest.mark.parametrize("preset", ["policy-a.toml", "policy-b.toml"])
+def test_each_preset_pasted_into_a_config_is_a_valid_policy(tmp_path: Path, preset: str) -> None:
+    config = load_config(write(tmp_path, MINIMAL + (REPO / "presets" / preset).read_text()), environ={})
+    assert config.sla.milestones
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (MINIMAL + '[calendar]\ncountry = "XX"\n', "[calendar] unknown holiday country 'XX'"),
+        (MINIMAL + '[calendar]\ntimezone = "Mars/Olympus"\n', "[calendar]"),
+        (MINIMAL + '[calendar]\nhours = "17:00-09:00"\n', "[calendar]"),
+        (MINIMAL + '[calendar]\nworkdays = ["funday"]\n', "[calendar]"),
+        (MINIMAL + '[calendar]\nclosures = [{ start = 2026-12-31, end = 2026-12-28, name = "x" }]\n', "is before start"),
+        (MINIMAL + '[calendar]\nclosures = [{ start = "2026-12-28", name = "x" }]\n', "needs start (and optional end) as TOML dates"),
+        (MINIMAL + '[sla.acknowledge]\nwithin = "3 fortnights"\n', "3 fortnights"),
+        (MINIMAL + '[sla.assess]\nwithin = "1 business day"\nafter = "acknowledged"\n', "[sla.assess]"),
+        (MINIMAL + '[sla.a]\nwithin = "1 hours"\nafter = "b"\n[sla.b]\nwithin = "1 hours"\nafter = "a"\n', "cycle"),
+        (MINIMAL + '[sla.assess]\nwithn = "1 business day"\n', "[sla.assess] unknown key 'withn'"),
+    ],
+)
+def test_calendar_and_policy_mistakes_are_one_line(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config(write(tmp_path, text), environ={})
+    assert message in str(raised.value)
+    assert "\n" not in str(raised.value)
