@@ -82,7 +82,11 @@ def calendar_entries(session: Session, config: CalendarConfig, year: int) -> lis
     calendar = effective_calendar(session, config)
     entries = [CalendarEntry(day, day, name, "public holiday") for day, name in calendar.holidays_in(year).items()]
     for closure in config.closures:
-        entries += [CalendarEntry(day, day, closure.name, "closure (config)") for day in closure.dates_in_year(year)]
+        if isinstance(closure, Closure):
+            if closure.start.year <= year <= closure.end.year:
+                entries.append(CalendarEntry(closure.start, closure.end, closure.name, "closure (config)"))
+        else:
+            entries += [CalendarEntry(day, day, closure.name, "closure (config)") for day in closure.dates_in_year(year)]
     for change in active_changes(session):
         if change.first_day.year <= year <= change.last_day.year:
             source = "closure (admin)" if change.kind == CLOSURE else "worked holiday (admin)"

@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
 import sys
+from datetime import date, datetime, timedelta, timezone
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+from dateutil.parser import isoparse
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from mailintake import __version__
+from mailintake.calendar import BusinessCalendar, CalendarError, format_skipped_days
+from mailintake.calendar_admin import CalendarAdminError, CalendarEntry, add_closure, calendar_entries, effective_calendar, format_range, recompute_after_change, remove_day
+from mailintake.calendar_views import ics_export, year_view
 from mailintake.clock import utc_now
 from mailintake.config import Config, ConfigError, config_path_from, load_config
 from mailintake.db import DatabaseUrlError, create_database_engine, session_factory, transaction, upgrade_database
+from mailintake.durations import DurationError, parse_duration
+from mailintake.milestones import MilestoneView, milestone_views
 from mailintake.models import InboundMessage
 from mailintake.parser_pool import ParserPool
 from mailintake.processing import ProcessingRules, failed_inbound_ids, process_inbound
@@ -58,6 +66,35 @@ def build_parser() -> argparse.ArgumentParser:
     failed.add_argument("--json", action="store_true", help="machine-readable output")
     retry = inbound.add_parser("retry", help="process failed deliveries again now")
     retry.add_argument("ids", metavar="ID", nargs="*", type=int, help="inbound ids (default: every failed one)")
+
+    holiday_commands = commands.add_parser("holidays", help="public holidays and closures (admin data, kept in the database)").add_subparsers(dest="holidays_command", required=True, metavar="SUBCOMMAND")
+    holiday_list = holiday_commands.add_parser("list", help="holidays and closures of a year, with their source and who added them")
+    holiday_list.add_argument("--year", type=int, help="default: this year")
+    holiday_list.add_argument("--json", action="store_true", help="machine-readable output")
+    holiday_add = holiday_commands.add_parser("add", help="close the office on a day or a range; open reports' deadlines are recomputed")
+    holiday_add.add_argument("days", metavar="DATE[..DATE]", help="e.g. 2026-12-28 or 2026-12-28..2026-12-31")
+    holiday_add.add_argument("name", metavar="NAME", help='e.g. "year-end shutdown"')
+    holiday_add.add_argument("--by", help="who makes the change (default: the login name)")
+    holiday_remove = holiday_commands.add_parser("remove", help="reopen a day: drop an admin closure, or work an official holiday")
+    holiday_remove.add_argument("day", metavar="DATE", help="e.g. 2026-04-03")
+    holiday_remove.add_argument("--by", help="who makes the change (default: the login name)")
+
+    calendar_commands = commands.add_parser("calendar", help="the business calendar deadlines are computed on").add_subparsers(dest="calendar_command", required=True, metavar="SUBCOMMAND")
+    calendar_show = calendar_commands.add_parser("show", help="a month-by-month view marking weekends, holidays and closures")
+    calendar_show.add_argument("--year", type=int, help="default: this year")
+    deadline = calendar_commands.add_parser("deadline", help="the deadline for a duration from a moment, in the calendar's zone")
+    deadline.add_argument("--from", dest="start", required=True, metavar="ISO", help="e.g. 2026-12-23T16:00+01:00 (without an offset: the calendar's zone)")
+    deadline.add_argument("--within", required=True, metavar="DURATION", help='"24 hours", "8 business hours" or "3 business days"')
+    deadline.add_argument("--explain", action="store_true", help="list the days skipped and why")
+    deadline.add_argument("--json", action="store_true", help="machine-readable output")
+    export = calendar_commands.add_parser("export", help="holidays and closures as an iCalendar file on standard output")
+    export.add_argument("--ics", action="store_true", required=True, help="iCalendar format (RFC 5545)")
+    export.add_argument("--year", type=int, action="append", help="a year to include (repeatable; default: this year and next)")
+
+    sla = commands.add_parser("sla", help="SLA milestones of open reports").add_subparsers(dest="sla_command", required=True, metavar="SUBCOMMAND")
+    status = sla.add_parser("status", help="open milestones: due time, business time left, state (ok/warning/breached/met/waiting)")
+    status.add_argument("--now", metavar="ISO", help="evaluate at this moment instead of the clock")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
 
@@ -95,6 +132,13 @@ def run_command(arguments: argparse.Namespace, config: Config) -> int:
         ("reports", "show"): command_reports_show,
         ("inbound", "failed"): command_inbound_failed,
         ("inbound", "retry"): command_inbound_retry,
+        ("holidays", "list"): command_holidays_list,
+        ("holidays", "add"): command_holidays_add,
+        ("holidays", "remove"): command_holidays_remove,
+        ("calendar", "show"): command_calendar_show,
+        ("calendar", "deadline"): command_calendar_deadline,
+        ("calendar", "export"): command_calendar_export,
+        ("sla", "status"): command_sla_status,
     }
     subcommand = getattr(arguments, f"{arguments.command}_command", None)
     return handlers[(arguments.command, subcommand)](arguments, config)
@@ -207,6 +251,183 @@ def command_inbound_retry(arguments: argparse.Namespace, config: Config) -> int:
     if not ids:
         print("no failed deliveries")
     return EXIT_FAILURE if still_failed else 0
+
+
+def command_holidays_list(arguments: argparse.Namespace, config: Config) -> int:
+    year = arguments.year or utc_now().year
+    with transaction(sessions_for(config)) as session:
+        entries = calendar_entries(session, config.calendar, year)
+    if arguments.json:
+        print_json([entry_view(entry) for entry in entries])
+        return 0
+    for entry in entries:
+        changed = f"  (by {entry.changed_by}, {iso_utc(entry.changed_at)})" if entry.changed_by and entry.changed_at else ""
+        print(f"{format_range(entry.first_day, entry.last_day):<22}  {entry.source:<22}  {entry.name}{changed}")
+    if not entries:
+        print(f"no holidays or closures in {year}")
+    return 0
+
+
+def entry_view(entry: CalendarEntry) -> dict[str, Any]:
+    return {
+        "first_day": entry.first_day.isoformat(),
+        "last_day": entry.last_day.isoformat(),
+        "name": entry.name,
+        "source": entry.source,
+        "changed_by": entry.changed_by,
+        "changed_at": iso_utc(entry.changed_at) if entry.changed_at else None,
+    }
+
+
+def command_holidays_add(arguments: argparse.Namespace, config: Config) -> int:
+    first_day, last_day = day_range(arguments.days)
+    now = utc_now()
+    with transaction(sessions_for(config)) as session:
+        try:
+            change = add_closure(session, first_day, last_day, arguments.name, arguments.by or login_name(), now)
+        except CalendarAdminError as error:
+            raise UsageError(str(error)) from None
+        moved = recompute_after_change(session, config.calendar, config.sla, now)
+        print(f"closed {format_range(change.first_day, change.last_day)}: {change.name}; {moved} open deadline(s) moved")
+    return 0
+
+
+def command_holidays_remove(arguments: argparse.Namespace, config: Config) -> int:
+    day = one_day(arguments.day)
+    now = utc_now()
+    with transaction(sessions_for(config)) as session:
+        try:
+            done = remove_day(session, config.calendar, day, arguments.by or login_name(), now)
+        except CalendarAdminError as error:
+            raise UsageError(str(error)) from None
+        moved = recompute_after_change(session, config.calendar, config.sla, now)
+        print(f"{done}; {moved} open deadline(s) moved")
+    return 0
+
+
+def command_calendar_show(arguments: argparse.Namespace, config: Config) -> int:
+    year = arguments.year or utc_now().year
+    with transaction(sessions_for(config)) as session:
+        calendar = effective_calendar(session, config.calendar)
+        entries = calendar_entries(session, config.calendar, year)
+    sys.stdout.write(year_view(calendar, year, entries))
+    return 0
+
+
+def command_calendar_deadline(arguments: argparse.Namespace, config: Config) -> int:
+    with transaction(sessions_for(config)) as session:
+        calendar = effective_calendar(session, config.calendar)
+    start = moment_in(calendar, arguments.start, "--from")
+    try:
+        explanation = calendar.explain(start, parse_duration(arguments.within))
+    except (DurationError, CalendarError) as error:
+        raise UsageError(f"--within: {error}") from None
+    skipped = format_skipped_days(explanation.skipped)
+    if arguments.json:
+        print_json({"from": start.isoformat(), "within": str(explanation.duration), "deadline": explanation.deadline.isoformat(), "deadline_utc": iso_utc(explanation.deadline.astimezone(timezone.utc)), "skipped": skipped})
+        return 0
+    print(explanation.deadline.isoformat())
+    if arguments.explain:
+        print(f"{explanation.duration} from {start.isoformat()} ({calendar.timezone}); days skipped:")
+        for line in skipped or ["none"]:
+            print(f"  {line}")
+    return 0
+
+
+def command_calendar_export(arguments: argparse.Namespace, config: Config) -> int:
+    now = utc_now()
+    years = arguments.year or [now.year, now.year + 1]
+    with transaction(sessions_for(config)) as session:
+        calendar = effective_calendar(session, config.calendar)
+        entries = [entry for year in sorted(set(years)) for entry in calendar_entries(session, config.calendar, year)]
+    unique = list(dict.fromkeys(entries))
+    sys.stdout.buffer.write(ics_export(calendar, unique, now))
+    sys.stdout.flush()
+    return 0
+
+
+def command_sla_status(arguments: argparse.Namespace, config: Config) -> int:
+    with transaction(sessions_for(config)) as session:
+        calendar = effective_calendar(session, config.calendar)
+        now = moment_in(calendar, arguments.now, "--now") if arguments.now else utc_now()
+        views = milestone_views(session, config.sla, calendar, now)
+    items = [milestone_item(view, calendar, now) for view in views]
+    if arguments.json:
+        print_json(items)
+        return 0
+    for item in items:
+        due = item["due_at"] or "-"
+        promise = f"  (promised {item['promised_due_at']}, recomputed {item['computed_due_at']})" if item["promise_differs"] else ""
+        print(f"{item['tracking_id']}  {item['milestone']:<16} {item['state']:<9} due {due}  {item['left']}{promise}")
+    if not items:
+        print("no open milestones")
+    return 0
+
+
+def milestone_item(view: MilestoneView, calendar: BusinessCalendar, now: datetime) -> dict[str, Any]:
+    status = view.status
+
+    def local(moment: datetime | None) -> str | None:
+        return moment.astimezone(calendar.zone).isoformat() if moment else None
+
+    return {
+        "tracking_id": view.tracking_id,
+        "milestone": status.name,
+        "state": status.state,
+        "started_at": local(status.started_at),
+        "due_at": local(view.due_at),
+        "warn_at": local(status.warn_at),
+        "met_at": local(status.met_at),
+        "computed_due_at": local(view.computed_due_at),
+        "promised_due_at": local(view.promised_due_at),
+        "promise_differs": view.promised_due_at is not None and view.promised_due_at != view.computed_due_at,
+        "business_seconds_left": int(calendar.business_time_between(now, view.due_at).total_seconds()) if view.due_at and status.state not in ("met",) else None,
+        "left": time_left_text(calendar, now, view.due_at, status.state),
+    }
+
+
+def time_left_text(calendar: BusinessCalendar, now: datetime, due_at: datetime | None, state: str) -> str:
+    if state in ("met", "waiting") or due_at is None:
+        return ""
+    if now > due_at:
+        return f"overdue by {duration_text(now - due_at)}"
+    return f"{duration_text(calendar.business_time_between(now, due_at))} business time left"
+
+
+def duration_text(amount: timedelta) -> str:
+    minutes = int(amount.total_seconds() // 60)
+    days, minutes = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{days}d {hours}h{minutes:02d}m" if days else f"{hours}h{minutes:02d}m"
+
+
+def day_range(text: str) -> tuple[date, date]:
+    first, separator, last = text.partition("..")
+    first_day = one_day(first)
+    return first_day, one_day(last) if separator else first_day
+
+
+def one_day(text: str) -> date:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(f"{text!r} is not a real date (expected YYYY-MM-DD)") from None
+
+
+def moment_in(calendar: BusinessCalendar, text: str, option: str) -> datetime:
+    """An ISO 8601 moment; without an offset it is wall time in the calendar's zone."""
+    try:
+        moment = isoparse(text)
+    except (ValueError, OverflowError):
+        raise UsageError(f"{option}: {text!r} is not an ISO 8601 date and time (e.g. 2026-12-23T16:00+01:00)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=calendar.zone)
+
+
+def login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
 
 
 def sessions_for(config: Config) -> Any:

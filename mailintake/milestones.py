@@ -45,6 +45,7 @@ def refresh_milestones(session: Session, report: Report, policy: Policy, calenda
         record.computed_due_at = status.due_at
         record.due_at = earliest(status.due_at, record.promised_due_at)
         record.warn_at = earliest(status.warn_at, record.due_at)
+        record.awaiting = status.state != "met" and record.due_at is not None
     session.flush()
     return list(records.values())
 
@@ -74,6 +75,19 @@ def record_promise(report: Report, names: tuple[str, ...]) -> None:
     for record in report.milestones:
         if record.name in names and record.due_at is not None and record.met_at is None:
             record.promised_due_at = record.due_at
+
+
+def milestones_due_before(session: Session, moment: datetime) -> list[MilestoneRecord]:
+    """Deadlines still to be met that fall before `moment`, on open reports, soonest first."""
+    return list(
+        session.scalars(
+            select(MilestoneRecord)
+            .join(Report)
+            .where(MilestoneRecord.awaiting.is_(True), MilestoneRecord.due_at < moment, Report.status.not_in(CLOSED_STATUSES))
+            .options(selectinload(MilestoneRecord.report))
+            .order_by(MilestoneRecord.due_at, MilestoneRecord.id)
+        )
+    )
 
 
 def open_reports(session: Session) -> list[Report]:

@@ -165,7 +165,8 @@ class Attachment(Base):
 
 
 class MilestoneRecord(Base):
-    """One SLA milestone of one report; due_at is what the scheduler queries ("due before T")."""
+    """One SLA milestone of one report. `awaiting` marks a deadline still to be met (for a
+    recurring duty: in its current round), so "due before T" is one indexed range scan."""
 
     __tablename__ = "milestones"
 
@@ -175,14 +176,19 @@ class MilestoneRecord(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     computed_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     promised_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
-    warn_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    warn_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     met_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     met_by: Mapped[str | None] = mapped_column(String(255))
+    awaiting: Mapped[bool] = mapped_column(Boolean, default=False)
 
     report: Mapped[Report] = relationship(back_populates="milestones")
 
-    __table_args__ = (UniqueConstraint("report_id", "name"),)
+    __table_args__ = (
+        UniqueConstraint("report_id", "name"),
+        Index("ix_milestones_awaiting_due_at", "awaiting", "due_at"),
+        Index("ix_milestones_awaiting_warn_at", "awaiting", "warn_at"),
+    )
 
 
 class CalendarChange(Base):

@@ -42,13 +42,14 @@ def upgrade() -> None:
     sa.Column('warn_at', mailintake.models.UTCDateTime(timezone=True), nullable=True),
     sa.Column('met_at', mailintake.models.UTCDateTime(timezone=True), nullable=True),
     sa.Column('met_by', sa.String(length=255), nullable=True),
+    sa.Column('awaiting', sa.Boolean(), nullable=False),
     sa.ForeignKeyConstraint(['report_id'], ['reports.id'], name=op.f('fk_milestones_report_id_reports')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_milestones')),
     sa.UniqueConstraint('report_id', 'name', name=op.f('uq_milestones_report_id'))
     )
     with op.batch_alter_table('milestones', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_milestones_due_at'), ['due_at'], unique=False)
-        batch_op.create_index(batch_op.f('ix_milestones_warn_at'), ['warn_at'], unique=False)
+        batch_op.create_index('ix_milestones_awaiting_due_at', ['awaiting', 'due_at'], unique=False)
+        batch_op.create_index('ix_milestones_awaiting_warn_at', ['awaiting', 'warn_at'], unique=False)
 
     with op.batch_alter_table('reports', schema=None) as batch_op:
         batch_op.add_column(sa.Column('severity', sa.String(length=16), nullable=True))
@@ -60,8 +61,8 @@ def downgrade() -> None:
         batch_op.drop_column('severity')
 
     with op.batch_alter_table('milestones', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_milestones_warn_at'))
-        batch_op.drop_index(batch_op.f('ix_milestones_due_at'))
+        batch_op.drop_index('ix_milestones_awaiting_warn_at')
+        batch_op.drop_index('ix_milestones_awaiting_due_at')
 
     op.drop_table('milestones')
     with op.batch_alter_table('calendar_changes', schema=None) as batch_op:
