@@ -63,18 +63,19 @@ def add_closure(session: Session, first_day: date, last_day: date, name: str, by
     return change
 
 
-def remove_day(session: Session, config: CalendarConfig, day: date, by: str, now: datetime) -> str:
-    """Remove an admin closure covering `day`, or else mark the official holiday on `day` as worked."""
+def remove_day(session: Session, config: CalendarConfig, day: date, by: str, now: datetime) -> tuple[date, str]:
+    """Remove an admin closure covering `day`, or else mark the official holiday on `day` as
+    worked. Returns the first day that changed and what was done."""
     for change in active_changes(session):
         if change.kind == CLOSURE and change.first_day <= day <= change.last_day:
             change.removed_at, change.removed_by = now, by
-            return f"removed closure {format_range(change.first_day, change.last_day)} {change.name}"
+            return change.first_day, f"removed closure {format_range(change.first_day, change.last_day)} {change.name}"
     holiday = effective_calendar(session, config).holidays_in(day.year).get(day)
     if holiday is None:
         raise CalendarAdminError(f"{day.isoformat()} is neither an admin closure nor an official holiday (closures from config.toml are changed there)")
     session.add(CalendarChange(kind=WORKED_HOLIDAY, first_day=day, last_day=day, name=holiday, created_by=by, created_at=now))
     session.flush()
-    return f"{day.isoformat()} {holiday} is now a working day"
+    return day, f"{day.isoformat()} {holiday} is now a working day"
 
 
 def calendar_entries(session: Session, config: CalendarConfig, year: int) -> list[CalendarEntry]:
@@ -98,6 +99,6 @@ def format_range(first_day: date, last_day: date) -> str:
     return first_day.isoformat() if first_day == last_day else f"{first_day.isoformat()}..{last_day.isoformat()}"
 
 
-def recompute_after_change(session: Session, config: CalendarConfig, policy: Policy, now: datetime) -> int:
+def recompute_after_change(session: Session, config: CalendarConfig, policy: Policy, now: datetime, changed_from: date) -> int:
     session.flush()
-    return refresh_open_reports(session, policy, effective_calendar(session, config), now)
+    return refresh_open_reports(session, policy, effective_calendar(session, config), now, changed_from)

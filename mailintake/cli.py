@@ -287,7 +287,7 @@ def command_holidays_add(arguments: argparse.Namespace, config: Config) -> int:
             change = add_closure(session, first_day, last_day, arguments.name, arguments.by or login_name(), now)
         except CalendarAdminError as error:
             raise UsageError(str(error)) from None
-        moved = recompute_after_change(session, config.calendar, config.sla, now)
+        moved = recompute_after_change(session, config.calendar, config.sla, now, change.first_day)
         print(f"closed {format_range(change.first_day, change.last_day)}: {change.name}; {moved} open deadline(s) moved")
     return 0
 
@@ -297,10 +297,10 @@ def command_holidays_remove(arguments: argparse.Namespace, config: Config) -> in
     now = utc_now()
     with transaction(sessions_for(config)) as session:
         try:
-            done = remove_day(session, config.calendar, day, arguments.by or login_name(), now)
+            changed_from, done = remove_day(session, config.calendar, day, arguments.by or login_name(), now)
         except CalendarAdminError as error:
             raise UsageError(str(error)) from None
-        moved = recompute_after_change(session, config.calendar, config.sla, now)
+        moved = recompute_after_change(session, config.calendar, config.sla, now, changed_from)
         print(f"{done}; {moved} open deadline(s) moved")
     return 0
 

@@ -8,7 +8,7 @@ reporter (promised_due_at), a recomputation can bring it earlier but never later
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, time, timedelta, timezone
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
@@ -90,14 +90,24 @@ def milestones_due_before(session: Session, moment: datetime) -> list[MilestoneR
     )
 
 
-def open_reports(session: Session) -> list[Report]:
-    return list(session.scalars(select(Report).where(Report.status.not_in(CLOSED_STATUSES)).options(selectinload(Report.milestones)).order_by(Report.id)))
+def open_reports(session: Session, due_from: datetime | None = None) -> list[Report]:
+    """Open reports; with `due_from`, only those with a deadline still to meet at or after it."""
+    query = select(Report).where(Report.status.not_in(CLOSED_STATUSES))
+    if due_from is not None:
+        awaiting_later = select(MilestoneRecord.report_id).where(MilestoneRecord.awaiting.is_(True), MilestoneRecord.computed_due_at >= due_from)
+        query = query.where(Report.id.in_(awaiting_later))
+    return list(session.scalars(query.options(selectinload(Report.milestones)).order_by(Report.id)))
 
 
-def refresh_open_reports(session: Session, policy: Policy, calendar: BusinessCalendar, now: datetime) -> int:
-    """After a calendar change: recompute every open report; returns how many deadlines moved."""
+def refresh_open_reports(session: Session, policy: Policy, calendar: BusinessCalendar, now: datetime, changed_from: date | None = None) -> int:
+    """Recompute open reports' deadlines; returns how many moved.
+
+    A calendar change from `changed_from` on cannot move a deadline that falls before that
+    day, so only reports with a deadline still to meet from then on are recomputed.
+    """
+    due_from = None if changed_from is None else datetime.combine(changed_from - timedelta(days=1), time(0), tzinfo=timezone.utc)
     moved = 0
-    for report in open_reports(session):
+    for report in open_reports(session, due_from):
         before = {record.name: record.due_at for record in report.milestones}
         for record in refresh_milestones(session, report, policy, calendar, now):
             moved += before.get(record.name) != record.due_at

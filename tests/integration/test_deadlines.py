@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import icalendar
@@ -22,7 +22,7 @@ from mailintake.calendar_admin import effective_calendar
 from mailintake.config import load_config
 from mailintake.db import transaction
 from mailintake.intake import Delivery, store_delivery
-from mailintake.milestones import meet_milestone, milestones_due_before, record_promise
+from mailintake.milestones import meet_milestone, milestones_due_before, record_promise, refresh_open_reports
 from mailintake.models import CalendarChange, MilestoneRecord, Report
 from mailintake.processing import ProcessingRules, process_inbound
 from tests.daemon import REPO
@@ -181,3 +181,16 @@ def test_calendar_deadline_explains_itself_and_the_calendar_exports_as_ics(tmp_p
     assert ("Christmas Day (NL) (public holiday)", "2026-12-25", "2026-12-26") in events
     shown = run_cli(config, "calendar", "show", "--year", "2026").stdout
     assert " 21  22  23  24C 25H 26· 27·\n 28C 29C 30C 31C\n" in shown
+
+
+def test_recomputing_only_reports_due_after_the_change_misses_nothing(sessions: sessionmaker[Session], tmp_path: Path, database_url: str) -> None:
+    config = config_file(tmp_path, database_url)
+    rules = ProcessingRules.from_config(load_config(config, environ={}))
+    start = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+    for number in range(12):
+        receive(sessions, rules, start + timedelta(hours=37 * number), number)
+    for arguments in (("holidays", "add", "2026-12-09..2026-12-10", "training"), ("holidays", "remove", "2026-12-25"), ("holidays", "remove", "2026-12-09")):
+        assert run_cli(config, *arguments).returncode == 0
+        with transaction(sessions) as session:
+            loaded = load_config(config, environ={})
+            assert refresh_open_reports(session, loaded.sla, effective_calendar(session, loaded.calendar), start) == 0, arguments
