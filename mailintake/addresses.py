@@ -7,13 +7,14 @@ address lists strictly and keeps the display name apart from the addr-spec, so
 
 from __future__ import annotations
 
-from email import policy
-from email.headerregistry import Address
-from email.parser import BytesHeaderParser
+from email import errors, policy
+from email.headerregistry import Address, AddressHeader
+from email.parser import Parser
 
 
 MAX_ADDRESS_LENGTH = 254
 MAX_DISPLAY_NAME_LENGTH = 256
+MAX_HEADER_LENGTH = 16_384
 
 
 class AddressError(ValueError):
@@ -34,19 +35,51 @@ def normalized_addr_spec(value: str) -> str:
 def header_addresses(raw_header_value: str) -> list[tuple[str, str]]:
     """(display name, lowercased addr-spec) pairs of an address header, dropping unusable ones
     (no domain, or longer than the 254 octets RFC 5321 allows)."""
-    message = BytesHeaderParser(policy=policy.default).parsebytes(
-        b"To: " + raw_header_value.encode("utf-8", "surrogateescape").replace(b"\r", b" ").replace(b"\n", b" ") + b"\r\n\r\n"
-    )
-    header = message["To"]
+    return usable_pairs(parsed_address_header(raw_header_value))
+
+
+def single_sender(raw_from_values: list[str]) -> tuple[str, str] | None:
+    """The one (display name, addr-spec) of a From header, or None when it is ambiguous:
+    several From fields, several mailboxes, or a malformed list that mail clients read
+    differently from us (`staff@example.com <x@evil.test>`)."""
+    if len(raw_from_values) != 1:
+        return None
+    header = parsed_address_header(raw_from_values[0])
+    pairs = usable_pairs(header)
+    if len(header.addresses) != 1 or len(pairs) != 1 or any(is_ambiguity(defect) for defect in header.defects):
+        return None
+    return pairs[0]
+
+
+def parsed_address_header(raw_header_value: str) -> AddressHeader:
+    """Parse with the strict RFC 5322/6532 parser. Raw 8-bit header bytes (kept as surrogate
+    escapes by the compat32 parser) are read as UTF-8; only the first MAX_HEADER_LENGTH
+    characters are read, so a 1 MB To: header cannot stall parsing."""
+    text = raw_header_value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    text = text[:MAX_HEADER_LENGTH].replace("\r", " ").replace("\n", " ").replace("\x00", "")
+    return Parser(policy=policy.default).parsestr(f"To: {text}\n\n")["To"]
+
+
+def usable_pairs(header: AddressHeader | None) -> list[tuple[str, str]]:
     if header is None:
         return []
-    pairs = []
-    for address in header.addresses:
-        if address.username and address.domain and len(address.addr_spec) <= MAX_ADDRESS_LENGTH:
-            pairs.append((address.display_name[:MAX_DISPLAY_NAME_LENGTH], address.addr_spec.lower()))
-    return pairs
+    return [
+        (address.display_name[:MAX_DISPLAY_NAME_LENGTH], address.addr_spec.lower())
+        for address in header.addresses
+        if address.username and address.domain and len(address.addr_spec) <= MAX_ADDRESS_LENGTH
+    ]
+
+
+def is_ambiguity(defect: Exception) -> bool:
+    return isinstance(defect, errors.InvalidHeaderDefect) and not isinstance(defect, errors.NonASCIILocalPartDefect)
 
 
 def envelope_address(value: str) -> str:
-    """The SMTP envelope address as stored: lowercased, '' for the null sender."""
-    return value.strip().strip("<>").lower()
+    """The SMTP envelope address as stored: lowercased, '' for the null sender, and storable
+    (aiosmtpd hands over undecodable bytes as surrogate escapes; NUL and controls go)."""
+    return storable_line(value).strip().strip("<>").lower()
+
+
+def storable_line(value: str) -> str:
+    text = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return "".join(character for character in text if character.isprintable())

@@ -7,13 +7,14 @@ import getpass
 import json
 import logging
 import sys
+import unicodedata
 from datetime import date, datetime, timedelta, timezone
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from dateutil.parser import isoparse
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.exc import SQLAlchemyError
 
 from mailintake import __version__
 from mailintake.calendar import BusinessCalendar, CalendarError, format_skipped_days
@@ -31,7 +32,7 @@ from mailintake.reports import ReportNotFound, iso_utc, report_detail, report_su
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
-QUIET_LIBRARY_LOGGERS = {"mail.log": logging.ERROR, "mailparser": logging.ERROR, "alembic": logging.WARNING}
+QUIET_LIBRARY_LOGGERS = {"mail.log": logging.ERROR, "mailparser": logging.CRITICAL + 1, "alembic": logging.WARNING}
 
 
 class UsageError(Exception):
@@ -107,8 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, DatabaseUrlError, UsageError) as error:
         print(f"mailintake: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except (OperationalError, ProgrammingError) as error:
-        print(f"mailintake: database error ({type(error.orig).__name__ if error.orig else type(error).__name__}); is it reachable and upgraded (`mailintake db upgrade`)?", file=sys.stderr)
+    except SQLAlchemyError as error:
+        # Only the class: SQLAlchemy's message carries the statement's parameters.
+        cause = getattr(error, "orig", None) or error
+        print(f"mailintake: database error ({type(cause).__name__}); is it reachable and upgraded (`mailintake db upgrade`)?", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_FAILURE
@@ -120,7 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def configure_logging(config: Config) -> None:
     logging.basicConfig(level=config.logging.level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for name, level in QUIET_LIBRARY_LOGGERS.items():
-        # aiosmtpd and mail-parser log envelope addresses, filenames and message lines below ERROR.
+        # aiosmtpd logs envelope addresses and command lines below ERROR; mail-parser logs
+        # subjects and file names at every level, so it is silenced.
         logging.getLogger(name).setLevel(level)
 
 
@@ -172,7 +176,7 @@ def command_reports_list(arguments: argparse.Namespace, config: Config) -> int:
         return 0
     for item in summaries:
         severity = item["suggested_severity"] or "-"
-        print(f"{item['tracking_id']}  {item['received_at']}  {item['status']:<10} {severity:<8} {item['reporter'] or '-'}  {item['subject']}")
+        show(f"{item['tracking_id']}  {item['received_at']}  {item['status']:<10} {severity:<8} {item['reporter'] or '-'}  {item['subject']}")
     if not summaries:
         print("no reports")
     return 0
@@ -192,26 +196,27 @@ def command_reports_show(arguments: argparse.Namespace, config: Config) -> int:
 
 
 def print_report(detail: dict[str, Any]) -> None:
-    print(f"{detail['tracking_id']}  {detail['status']}  received {detail['received_at']}")
-    print(f"Subject:   {detail['subject']}")
-    print(f"Reporter:  {detail['reporter'] or '-'}{'  (anonymous)' if detail['anonymous'] else ''}")
-    print(f"Severity:  {detail['suggested_severity'] or '-'} (suggested by the reporter)")
-    print(f"Credit as: {detail['credit_as'] or '-'}")
+    show(f"{detail['tracking_id']}  {detail['status']}  received {detail['received_at']}")
+    show(f"Subject:   {detail['subject']}")
+    show(f"Reporter:  {detail['reporter'] or '-'}{'  (anonymous)' if detail['anonymous'] else ''}")
+    show(f"Severity:  {detail['suggested_severity'] or '-'} (suggested by the reporter)")
+    show(f"Credit as: {detail['credit_as'] or '-'}")
     for url in detail["urls"] + detail["endpoints"]:
-        print(f"Mentions:  {url}")
+        show(f"Mentions:  {url}")
     if detail["duplicate_deliveries"]:
-        print(f"Duplicate deliveries: inbound {', '.join(str(item) for item in detail['duplicate_deliveries'])}")
+        show(f"Duplicate deliveries: inbound {', '.join(str(item) for item in detail['duplicate_deliveries'])}")
     for message in detail["messages"]:
-        print()
-        print(f"--- {message['direction']}  {message['received_at']}  from {message['from'] or '-'}  sha256 {message['sha256']}")
+        show()
+        show(f"--- {message['direction']}  {message['received_at']}  from {message['from'] or '-'}  sha256 {message['sha256']}")
         for attachment in message["attachments"]:
-            print(f"    attachment {attachment['filename']} ({attachment['content_type']}, {attachment['size']} bytes, sha256 {attachment['sha256']})")
-        print(message["body"])
+            show(f"    attachment {attachment['filename']} ({attachment['content_type']}, {attachment['size']} bytes, sha256 {attachment['sha256']})")
+        show(message["body"])
 
 
 def command_inbound_failed(arguments: argparse.Namespace, config: Config) -> int:
     with transaction(sessions_for(config)) as session:
-        rows = session.scalars(select(InboundMessage).where(InboundMessage.status == "failed").order_by(InboundMessage.id)).all()
+        columns = (InboundMessage.id, InboundMessage.received_at, InboundMessage.size, InboundMessage.sha256, InboundMessage.attempts, InboundMessage.last_error, InboundMessage.next_attempt_at)
+        rows = session.execute(select(*columns).where(InboundMessage.status == "failed").order_by(InboundMessage.id)).all()
         items = [
             {
                 "id": row.id,
@@ -237,7 +242,11 @@ def command_inbound_failed(arguments: argparse.Namespace, config: Config) -> int
 
 def command_inbound_retry(arguments: argparse.Namespace, config: Config) -> int:
     sessions = sessions_for(config)
-    ids = arguments.ids or failed_inbound_ids(sessions)
+    failed = failed_inbound_ids(sessions)
+    not_failed = sorted(set(arguments.ids) - set(failed))
+    if not_failed:
+        raise UsageError(f"inbound {not_failed[0]} is not a failed delivery (see `mailintake inbound failed`)")
+    ids = arguments.ids or failed
     parser = ParserPool(timeout=config.intake.parse_timeout)
     rules = ProcessingRules.from_config(config)
     still_failed = 0
@@ -432,6 +441,16 @@ def login_name() -> str:
 
 def sessions_for(config: Config) -> Any:
     return session_factory(create_database_engine(config.database.url))
+
+
+def show(text: str = "") -> None:
+    """Print text from outside (subjects, bodies, names) with control characters made
+    visible, so a report cannot drive the admin's terminal (escape sequences)."""
+    print(terminal_safe(text))
+
+
+def terminal_safe(text: str) -> str:
+    return "".join(character if character in "\n\t" or unicodedata.category(character) not in ("Cc", "Cf") else f"\\u{ord(character):04x}" for character in text)
 
 
 def print_json(value: Any) -> None:

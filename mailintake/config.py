@@ -24,6 +24,7 @@ CONFIG_ENV = "MAILINTAKE_CONFIG"
 DATABASE_URL_ENV = "MAILINTAKE_DATABASE_URL"
 PROTOCOLS = ("smtp", "lmtp")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+MAX_MESSAGE_SIZE = 500_000_000
 
 
 class ConfigError(Exception):
@@ -39,6 +40,7 @@ class IntakeConfig:
     parse_timeout: float = 30.0
     max_parse_attempts: int = 5
     retry_interval: float = 60.0
+    store_timeout: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class ListenerConfig:
     port: int = 8025
     protocol: str = "smtp"
     hostname: str = "mailintake.localhost"
+    shutdown_grace: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,8 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read config file ({error.strerror})") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid TOML: the file is not UTF-8") from None
 
 
 def reject_unknown_sections(document: dict[str, Any], where: str) -> None:
@@ -169,9 +174,10 @@ def intake_from(table: dict[str, Any], where: str) -> IntakeConfig:
         reply_address=mailbox_address(reply, "[intake] reply_address", where),
         max_message_size=size_in_bytes(table.get("max_message_size", "25MB"), where),
         tracking_prefix=tracking_prefix(table.get("tracking_prefix", defaults.tracking_prefix), where),
-        parse_timeout=positive_number(table, "parse_timeout", defaults.parse_timeout, "[intake]", where),
-        max_parse_attempts=int(positive_number(table, "max_parse_attempts", defaults.max_parse_attempts, "[intake]", where, integer=True)),
-        retry_interval=positive_number(table, "retry_interval", defaults.retry_interval, "[intake]", where),
+        parse_timeout=positive_number(table, "parse_timeout", defaults.parse_timeout, "[intake]", where, maximum=3600),
+        max_parse_attempts=int(positive_number(table, "max_parse_attempts", defaults.max_parse_attempts, "[intake]", where, integer=True, maximum=100)),
+        retry_interval=positive_number(table, "retry_interval", defaults.retry_interval, "[intake]", where, maximum=86_400),
+        store_timeout=positive_number(table, "store_timeout", defaults.store_timeout, "[intake]", where, maximum=600),
     )
 
 
@@ -185,7 +191,8 @@ def listener_from(table: dict[str, Any], where: str) -> ListenerConfig:
     if protocol not in PROTOCOLS:
         raise ConfigError(f"{where}: [listener] protocol must be \"smtp\" or \"lmtp\", got {protocol!r}")
     hostname = text(table, "hostname", defaults.hostname, "[listener]", where)
-    return ListenerConfig(host=host, port=port, protocol=protocol, hostname=hostname)
+    grace = positive_number(table, "shutdown_grace", defaults.shutdown_grace, "[listener]", where, maximum=3600)
+    return ListenerConfig(host=host, port=port, protocol=protocol, hostname=hostname, shutdown_grace=grace)
 
 
 def database_from(table: dict[str, Any], where: str, path: Path, environ: dict[str, str]) -> DatabaseConfig:
@@ -274,8 +281,8 @@ def size_in_bytes(value: Any, where: str) -> int:
             raise ConfigError(f"{where}: [intake] max_message_size: {value!r} is not a size (use bytes, \"25MB\" or \"25MiB\")") from None
     else:
         raise ConfigError(f"{where}: [intake] max_message_size must be bytes or a string such as \"25MB\", got {value!r}")
-    if size < 1024:
-        raise ConfigError(f"{where}: [intake] max_message_size must be at least 1024 bytes, got {size}")
+    if not 1024 <= size <= MAX_MESSAGE_SIZE:
+        raise ConfigError(f"{where}: [intake] max_message_size must be from 1024 bytes to {MAX_MESSAGE_SIZE // 1_000_000}MB, got {size}")
     return size
 
 
@@ -307,10 +314,10 @@ def string_list(table: dict[str, Any], key: str, default: tuple[str, ...], name:
     return tuple(value)
 
 
-def positive_number(table: dict[str, Any], key: str, default: float, name: str, where: str, integer: bool = False) -> float:
+def positive_number(table: dict[str, Any], key: str, default: float, name: str, where: str, maximum: float, integer: bool = False) -> float:
     value = table.get(key, default)
     kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, kinds) or not 0 < value <= maximum:
         kind = "a positive integer" if integer else "a positive number"
-        raise ConfigError(f"{where}: {name} {key} must be {kind}, got {value!r}")
+        raise ConfigError(f"{where}: {name} {key} must be {kind} up to {maximum:g}, got {value!r}")
     return value

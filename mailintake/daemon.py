@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+from typing import NoReturn
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -18,7 +20,8 @@ from mailintake.processing import ProcessingRules, process_due
 
 log = logging.getLogger(__name__)
 
-SHUTDOWN_GRACE_SECONDS = 30.0
+EXIT_STORAGE_HUNG = 75
+PROGRESS = frozenset({"processed", "duplicate", "failed"})
 
 
 class SchemaNotCurrent(Exception):
@@ -51,7 +54,7 @@ class InboundWorker:
             except Exception as error:
                 log.error("inbound processing pass failed (%s); retrying in %g s", type(error).__name__, self.rules.retry_interval)
                 outcomes = []
-            if outcomes and not self._stopping:
+            if any(outcome.status in PROGRESS for outcome in outcomes) and not self._stopping:
                 continue
             try:
                 await asyncio.wait_for(self._wake.wait(), self.rules.retry_interval)
@@ -68,7 +71,7 @@ async def serve(config: Config, clock: Clock = utc_now) -> None:
     rules = ProcessingRules.from_config(config)
     worker = InboundWorker(sessions, parser, rules, clock)
 
-    handler = IntakeHandler(config.intake.addresses, GroupCommitStore(sessions), worker.wake, clock, config.listener.protocol)
+    handler = IntakeHandler(config.intake.addresses, GroupCommitStore(sessions), worker.wake, clock, config.listener.protocol, config.intake.store_timeout)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         protocol_factory(handler, config.listener.protocol, config.listener.hostname, config.intake.max_message_size),
@@ -86,13 +89,27 @@ async def serve(config: Config, clock: Clock = utc_now) -> None:
         log.info("shutting down: no new connections, finishing in-flight deliveries")
         server.close()
         handler.closing = True
-        if not await handler.wait_idle(SHUTDOWN_GRACE_SECONDS):
-            log.warning("in-flight deliveries did not finish within %g s", SHUTDOWN_GRACE_SECONDS)
         worker.stop()
-        await worker_task
+        grace = config.listener.shutdown_grace
+        finished = await handler.wait_idle(grace)
+        try:
+            await asyncio.wait_for(worker_task, grace)
+        except TimeoutError:
+            finished = False
+        if not finished:
+            exit_now_after_hung_storage(grace)
         await asyncio.to_thread(parser.close)
         engine.dispose()
         log.info("stopped")
+
+
+def exit_now_after_hung_storage(grace: float) -> NoReturn:
+    """The database did not answer within the grace period. Nothing pending was acknowledged
+    (no 250 without a commit), so senders will retry; waiting longer would only keep a
+    hung daemon alive, and Python would otherwise wait for the stuck threads forever."""
+    log.error("storage did not answer within %g s; exiting without waiting for it", grace)
+    logging.shutdown()
+    os._exit(EXIT_STORAGE_HUNG)
 
 
 def run_serve(config: Config, clock: Clock = utc_now) -> None:

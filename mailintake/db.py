@@ -18,6 +18,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
+CONNECT_TIMEOUT_SECONDS = 10
 
 
 class DatabaseUrlError(ValueError):
@@ -27,19 +28,22 @@ class DatabaseUrlError(ValueError):
 def create_database_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
-    except ArgumentError:
-        raise DatabaseUrlError("[database] url is not a valid SQLAlchemy URL") from None
-    if parsed.get_backend_name() == "sqlite":
-        return sqlite_engine(url, parsed.database)
-    try:
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
-    except (ArgumentError, ModuleNotFoundError) as error:
-        raise DatabaseUrlError(f"[database] url cannot be used: {type(error).__name__}") from None
+        if parsed.get_backend_name() == "sqlite":
+            return sqlite_engine(url, parsed.database)
+        connect_args = {"connect_timeout": CONNECT_TIMEOUT_SECONDS} if parsed.get_backend_name() == "postgresql" else {}
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, connect_args=connect_args)
+    except DatabaseUrlError:
+        raise
+    except (ArgumentError, ModuleNotFoundError, ValueError) as error:
+        raise DatabaseUrlError(f"[database] url cannot be used ({type(error).__name__}); expected e.g. sqlite:///var/mailintake.db or postgresql+psycopg://user@host/db") from None
 
 
 def sqlite_engine(url: str, database: str | None) -> Engine:
     if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise DatabaseUrlError(f"[database] url: cannot create the directory of {database} ({error.strerror or type(error).__name__})") from None
     engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
 
     @event.listens_for(engine, "connect")

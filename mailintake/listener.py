@@ -11,16 +11,21 @@ from typing import Any
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from mailintake.addresses import envelope_address
+from mailintake.addresses import envelope_address, storable_line
 from mailintake.clock import Clock
-from mailintake.intake import Delivery
+from mailintake.intake import Delivery, StoredDelivery
 
 log = logging.getLogger(__name__)
 
 RECIPIENT_REJECTED = "550 5.1.1 Recipient address rejected: no such mailbox here"
 STORAGE_UNAVAILABLE = "451 4.3.0 Storage temporarily unavailable, try again later"
 SHUTTING_DOWN = "451 4.3.2 Service shutting down, try again later"
+TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
 SENDER_OK = "250 2.1.0 Sender OK"
+MAX_RECIPIENTS = 100
+# RFC 5321 allows 1,000 octets a line; reports sent straight to us with one long line
+# (unwrapped HTML, a one-line proof of concept) are accepted rather than bounced.
+LINE_LENGTH_LIMIT = 65_536
 RECIPIENT_OK = "250 2.1.5 Recipient OK"
 
 # aiosmtpd's own replies carry no enhanced status code (RFC 3463); these get one.
@@ -38,12 +43,13 @@ ENHANCED_CODE_FOR_ERROR = {
 }
 ERROR_WITHOUT_ENHANCED_CODE = re.compile(r"^([45]\d\d) (?!\d\.\d{1,3}\.\d{1,3}\b)")
 
-Store = Callable[[Delivery], Awaitable[int]]
+Store = Callable[[Delivery], Awaitable[StoredDelivery]]
 
 
 class IntakeHandler:
-    def __init__(self, addresses: tuple[str, ...], store: Store, on_stored: Callable[[], None], clock: Clock, protocol: str) -> None:
+    def __init__(self, addresses: tuple[str, ...], store: Store, on_stored: Callable[[], None], clock: Clock, protocol: str, store_timeout: float) -> None:
         self.addresses = frozenset(addresses)
+        self.store_timeout = store_timeout
         self.store = store
         self.on_stored = on_stored
         self.clock = clock
@@ -65,6 +71,8 @@ class IntakeHandler:
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]) -> str:
         if envelope_address(address) not in self.addresses:
             return RECIPIENT_REJECTED
+        if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
+            return TOO_MANY_RECIPIENTS
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return RECIPIENT_OK
@@ -75,17 +83,18 @@ class IntakeHandler:
         self._in_flight += 1
         self._idle.clear()
         try:
-            inbound_id = await self.store(self.delivery_of(session, envelope))
+            stored = await asyncio.wait_for(self.store(self.delivery_of(session, envelope)), self.store_timeout)
         except Exception as error:
+            # A commit that completes after the timeout only makes the sender's retry a duplicate.
             log.error("could not store a delivery (%s); replied 451", type(error).__name__)
             return self.reply_per_recipient(STORAGE_UNAVAILABLE, envelope)
         finally:
             self._in_flight -= 1
             if self._in_flight == 0:
                 self._idle.set()
-        log.info("stored inbound %d (%d bytes)", inbound_id, len(envelope.original_content or b""))
+        log.info("stored inbound %d (%d bytes)", stored.inbound_id, len(envelope.original_content or b""))
         self.on_stored()
-        return self.reply_per_recipient(f"250 2.0.0 Stored as inbound {inbound_id}", envelope)
+        return self.reply_per_recipient(f"250 2.0.0 Stored, sha256 {stored.sha256[:16]}", envelope)
 
     async def handle_exception(self, error: Exception) -> str:
         log.error("SMTP session error: %s", type(error).__name__)
@@ -102,8 +111,8 @@ class IntakeHandler:
         return Delivery(
             received_at=self.clock(),
             protocol=self.protocol,
-            peer=peer_text(session.peer),
-            helo=str(session.host_name or ""),
+            peer=storable_line(peer_text(session.peer)),
+            helo=storable_line(str(session.host_name or "")),
             envelope_from=envelope_address(envelope.mail_from or ""),
             envelope_to=tuple(envelope_address(address) for address in envelope.rcpt_tos),
             raw=bytes(envelope.original_content or b""),
@@ -145,10 +154,11 @@ def with_enhanced_code(status: str) -> str:
 
 
 class IntakeSMTP(EnhancedRepliesMixin, SMTP):
-    pass
+    line_length_limit = LINE_LENGTH_LIMIT
 
 
 class IntakeLMTP(EnhancedRepliesMixin, LMTP):
+    line_length_limit = LINE_LENGTH_LIMIT
     lmtp = True
 
 

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import threading
 from multiprocessing.pool import Pool
 
 from mailintake.parsing import ParsedMessage, parse_message
-
-
-QUIET_LOGGERS = ("mailparser",)
 
 
 class ParseFailure(Exception):
@@ -45,7 +43,7 @@ class ParserPool:
 
     def _running_pool(self) -> Pool:
         if self._pool is None:
-            self._pool = multiprocessing.get_context("spawn").Pool(self.processes, initializer=quiet_library_logging)
+            self._pool = multiprocessing.get_context("spawn").Pool(self.processes, initializer=silence_child)
         return self._pool
 
     def _terminate(self) -> None:
@@ -55,7 +53,11 @@ class ParserPool:
             self._pool = None
 
 
-def quiet_library_logging() -> None:
-    """Pool processes start with no logging config; mail-parser's lines name parts and files."""
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
+def silence_child() -> None:
+    """A parser process says nothing: mail-parser logs subjects, header parts and file names
+    (even at ERROR), and anything printed would land in the daemon's log."""
+    logging.disable(logging.CRITICAL)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    os.close(devnull)

@@ -8,23 +8,29 @@ from __future__ import annotations
 
 import base64
 import binascii
+import email.message
 import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from email.errors import HeaderParseError
+from email.header import Header, decode_header, make_header
+from email.parser import BytesParser
 from email.utils import parsedate_to_datetime
 
 import mailparser
 from inscriptis import get_text
 
-from mailintake.addresses import header_addresses
+from mailintake.addresses import header_addresses, single_sender
 from mailintake.extraction import ReporterStatements, reporter_statements
 
 LINE_ENDING = re.compile(rb"\r\n|\r|\n")
-MESSAGE_ID = re.compile(r"<([^<>\s]{1,500})>")
+MESSAGE_ID = re.compile(r"<([\x21-\x3b\x3d\x3f-\x7e]{1,500})>")
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 MAX_FILENAME_LENGTH = 255
 MAX_SUBJECT_LENGTH = 2000
+MAX_RECIPIENTS = 200
+MAX_REFERENCES = 100
 # Headers an MTA adds per delivery; left out of the content fingerprint so that one
 # message delivered once per recipient address is recognised as the same message.
 TRACE_HEADERS = frozenset(
@@ -66,28 +72,92 @@ class ParsedMessage:
 
 
 def parse_message(raw: bytes) -> ParsedMessage:
+    """Parse a message with mail-parser. Where it gives up (a malformed encoded word in a
+    header, a recursion limit, a library bug) the standard library's walk of the MIME parts
+    takes over, and where that fails too the headers alone still make a report; the
+    defects say which happened."""
     normalized = normalized_line_endings(raw)
-    mail = mailparser.parse_from_bytes(normalized)
-    headers = mail.message
-    from_name, from_address = first_address(headers.get_all("From", []))
+    headers = BytesParser().parsebytes(normalized, headersonly=True)
+    try:
+        body = body_facts(mailparser.parse_from_bytes(normalized))
+    except Exception as mail_parser_error:
+        fallback = f"MailParserFailed:{type(mail_parser_error).__name__}"
+        try:
+            body = stdlib_body_facts(normalized, fallback)
+        except Exception as error:
+            body = BodyFacts("", False, (), (fallback, f"BodyNotParsed:{type(error).__name__}"))
+    return message_of(normalized, headers, body)
+
+
+@dataclass(frozen=True)
+class BodyFacts:
+    text: str
+    from_html: bool
+    attachments: tuple[ParsedAttachment, ...]
+    defects: tuple[str, ...]
+
+
+def body_facts(mail: mailparser.MailParser) -> BodyFacts:
+    text, from_html = chosen_body_text(mail.text_plain, mail.text_html)
+    attachments = tuple(attachment_of(item) for item in mail.attachments)
+    return BodyFacts(text, from_html, attachments, tuple(sorted(set(mail.defects_categories))))
+
+
+def stdlib_body_facts(normalized: bytes, defect: str) -> BodyFacts:
+    plain: list[str] = []
+    html: list[str] = []
+    attachments: list[ParsedAttachment] = []
+    for part in BytesParser().parsebytes(normalized).walk():
+        if part.is_multipart():
+            continue
+        content_type = part.get_content_type()
+        payload = part.get_payload(decode=True) or b""
+        filename = part.get_filename()
+        if filename or part.get_content_disposition() == "attachment" or content_type not in ("text/plain", "text/html"):
+            attachments.append(ParsedAttachment(safe_filename(decoded_header(filename) if filename else "unnamed"), content_type, payload))
+        else:
+            (plain if content_type == "text/plain" else html).append(decoded_text(payload, part.get_content_charset()))
+    text, from_html = chosen_body_text(plain, html)
+    return BodyFacts(text, from_html, tuple(attachments), (defect,))
+
+
+def decoded_text(payload: bytes, charset: str | None) -> str:
+    try:
+        return payload.decode(charset or "utf-8", "replace")
+    except LookupError:
+        return payload.decode("utf-8", "replace")
+
+
+def message_of(normalized: bytes, headers: email.message.Message, body: BodyFacts) -> ParsedMessage:
+    sender = single_sender([header_text(value) for value in headers.get_all("From", [])])
+    from_name, from_address = sender or ("", "")
     message_id = first_message_id(headers.get("Message-ID"))
-    body_text, from_html = body_text_of(mail)
+    recipients = headers.get_all("To", []) + headers.get_all("Cc", [])
     return ParsedMessage(
         origin_key=origin_key(normalized, message_id, from_address),
         message_id=message_id,
         in_reply_to=first_message_id(headers.get("In-Reply-To")),
-        references=tuple(MESSAGE_ID.findall(header_text(headers.get("References")))),
-        subject=single_line(mail.subject or "")[:MAX_SUBJECT_LENGTH],
+        references=tuple(MESSAGE_ID.findall(header_text(headers.get("References"))))[:MAX_REFERENCES],
+        subject=single_line(decoded_header(headers.get("Subject")))[:MAX_SUBJECT_LENGTH],
         from_name=single_line(from_name),
-        from_address=from_address,
-        to_addresses=tuple(address for value in headers.get_all("To", []) + headers.get_all("Cc", []) for _, address in header_addresses(header_text(value))),
+        from_address=storable_text(from_address),
+        to_addresses=tuple(storable_text(address) for value in recipients for _, address in header_addresses(header_text(value)))[:MAX_RECIPIENTS],
         date=date_of(headers.get("Date")),
-        body_text=body_text,
-        body_from_html=from_html,
-        attachments=tuple(attachment_of(item) for item in mail.attachments),
-        statements=reporter_statements(body_text),
-        defects=tuple(sorted(set(mail.defects_categories))),
+        body_text=body.text,
+        body_from_html=body.from_html,
+        attachments=body.attachments,
+        statements=reporter_statements(body.text),
+        defects=body.defects + (() if sender or not headers.get_all("From") else ("AmbiguousFrom",)),
     )
+
+
+def decoded_header(value: object) -> str:
+    """RFC 2047 encoded words decoded; raw 8-bit bytes read as UTF-8; never raises."""
+    text = header_text(value)
+    try:
+        return str(make_header(decode_header(text)))
+    except (HeaderParseError, LookupError, UnicodeError, ValueError):
+        return text
 
 
 def normalized_line_endings(raw: bytes) -> bytes:
@@ -96,11 +166,11 @@ def normalized_line_endings(raw: bytes) -> bytes:
 
 
 def origin_key(normalized: bytes, message_id: str | None, from_address: str) -> str:
-    """The identity of a message across deliveries: Message-ID and author, else its content."""
-    if message_id:
-        digest = hashlib.sha256(f"{message_id}\0{from_address}".encode("utf-8", "surrogateescape")).hexdigest()
-        return f"mid:{digest}"
-    return f"content:{content_fingerprint(normalized)}"
+    """The identity of a message across deliveries: its content without per-delivery trace
+    headers, plus Message-ID and author. A different message reusing a Message-ID (a form
+    mailer's counter, a forger) is therefore a different report, never a silent duplicate."""
+    identity = f"{message_id or ''}\0{from_address}\0{content_fingerprint(normalized)}"
+    return "origin:" + hashlib.sha256(identity.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def content_fingerprint(normalized: bytes) -> str:
@@ -120,7 +190,12 @@ def header_fields(head: bytes) -> list[bytes]:
 
 
 def header_text(value: object) -> str:
-    return "" if value is None else str(value)
+    """A header's raw text as str, with raw 8-bit bytes (RFC 6532) read as UTF-8."""
+    if value is None:
+        return ""
+    if isinstance(value, Header):
+        return "".join(part.decode("utf-8", "replace") if isinstance(part, bytes) else part for part, _ in decode_header(value))
+    return str(value).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def storable_text(value: str) -> str:
@@ -132,36 +207,30 @@ def single_line(value: str) -> str:
     return " ".join(CONTROL_CHARACTERS.sub(" ", storable_text(value)).split())
 
 
-def first_address(values: list[object]) -> tuple[str, str]:
-    for value in values:
-        pairs = header_addresses(header_text(value))
-        if pairs:
-            return pairs[0]
-    return "", ""
-
-
 def first_message_id(value: object) -> str | None:
     match = MESSAGE_ID.search(header_text(value))
-    if match is None or not match.group(1).isascii():
-        return None
-    return match.group(1)
+    return None if match is None else match.group(1)
 
 
 def date_of(value: object) -> datetime | None:
     try:
         parsed = parsedate_to_datetime(header_text(value))
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+    try:
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:
+        return None
 
 
-def body_text_of(mail: mailparser.MailParser) -> tuple[str, bool]:
-    plain = [part for part in mail.text_plain if part.strip()]
+def chosen_body_text(plain_parts: list[str], html_parts: list[str]) -> tuple[str, bool]:
+    """The text/plain parts; for HTML-only mail the HTML parts converted to text."""
+    plain = [part for part in plain_parts if part.strip()]
     if plain:
         return storable_text("\n\n".join(plain)), False
-    html = [part for part in mail.text_html if part.strip()]
+    html = [part for part in html_parts if part.strip()]
     if html:
         return storable_text("\n\n".join(get_text(part).strip() for part in html)), True
     return "", False

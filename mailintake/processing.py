@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -66,20 +66,16 @@ class Snapshot:
 
 
 def due_inbound_ids(sessions: sessionmaker[Session], now: datetime, max_attempts: int, limit: int = 100) -> list[int]:
+    """New deliveries first, then failed ones whose retry is due: retries never starve new mail."""
     with transaction(sessions) as session:
-        return list(
-            session.scalars(
-                select(InboundMessage.id)
-                .where(
-                    or_(
-                        InboundMessage.status == "received",
-                        (InboundMessage.status == "failed") & (InboundMessage.attempts < max_attempts) & (InboundMessage.next_attempt_at <= now),
-                    )
-                )
-                .order_by(InboundMessage.id)
-                .limit(limit)
-            )
+        new = select(InboundMessage.id).where(InboundMessage.status == "received").order_by(InboundMessage.id).limit(limit)
+        retries = (
+            select(InboundMessage.id)
+            .where(InboundMessage.status == "failed", InboundMessage.attempts < max_attempts, InboundMessage.next_attempt_at <= now)
+            .order_by(InboundMessage.next_attempt_at, InboundMessage.id)
+            .limit(limit)
         )
+        return list(session.scalars(new)) + list(session.scalars(retries))
 
 
 def failed_inbound_ids(sessions: sessionmaker[Session]) -> list[int]:
@@ -92,7 +88,12 @@ def process_due(sessions: sessionmaker[Session], parser: Parser, rules: Processi
     for inbound_id in due_inbound_ids(sessions, clock(), rules.max_attempts):
         if should_stop():
             break
-        outcomes.append(process_inbound(sessions, parser, rules, inbound_id, clock))
+        try:
+            outcomes.append(process_inbound(sessions, parser, rules, inbound_id, clock))
+        except Exception as error:
+            # Storage trouble: leave the row as it is and go on; it is due again next pass.
+            log.error("inbound %d could not be processed (%s); will retry", inbound_id, type(error).__name__)
+            outcomes.append(Outcome(inbound_id, "deferred"))
     return outcomes
 
 
@@ -152,8 +153,13 @@ def record_parsed(sessions: sessionmaker[Session], rules: ProcessingRules, inbou
 
 
 def new_report_with_deadlines(session: Session, rules: ProcessingRules, parsed: ParsedMessage, inbound: InboundMessage, now: datetime) -> Report:
+    """Deadlines are computed in a savepoint: if they cannot be, the report still exists."""
     report = create_report(session, parsed, inbound, rules.tracking_prefix, now)
-    refresh_milestones(session, report, rules.policy, effective_calendar(session, rules.calendar), now)
+    try:
+        with session.begin_nested():
+            refresh_milestones(session, report, rules.policy, effective_calendar(session, rules.calendar), now)
+    except (ValueError, ArithmeticError) as error:
+        log.error("report %s: deadlines could not be computed (%s)", report.tracking_id, type(error).__name__)
     return report
 
 
@@ -169,4 +175,5 @@ def record_failure(sessions: sessionmaker[Session], rules: ProcessingRules, inbo
 
 
 def retry_delay(retry_interval: float, attempts: int) -> timedelta:
-    return min(timedelta(seconds=retry_interval * 2 ** (attempts - 1)), MAX_RETRY_DELAY)
+    doublings = min(attempts - 1, 32)
+    return min(timedelta(seconds=min(retry_interval * 2**doublings, MAX_RETRY_DELAY.total_seconds())), MAX_RETRY_DELAY)

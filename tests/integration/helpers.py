@@ -25,12 +25,15 @@ def report_mail(subject: str = "XSS in login form", sender: str = "researcher@ex
     return message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
 
 
-def wait_until_processed(sessions: sessionmaker[Session], expected_inbound: int, timeout: float = 30.0) -> None:
+def wait_until_processed(sessions: sessionmaker[Session], expected_inbound: int, timeout: float = 30.0, allow_failed: bool = False) -> None:
+    """Wait until every stored delivery is processed; a failed one fails the test unless allowed."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with transaction(sessions) as session:
             total = session.scalar(select(func.count()).select_from(InboundMessage))
             pending = session.scalar(select(func.count()).select_from(InboundMessage).where(InboundMessage.status == "received"))
+            failed = session.scalars(select(InboundMessage.last_error).where(InboundMessage.status == "failed")).all()
+        assert allow_failed or not failed, f"processing failed: {failed}"
         if total >= expected_inbound and pending == 0:
             return
         time.sleep(0.1)

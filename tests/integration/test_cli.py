@@ -69,3 +69,28 @@ def test_serve_reports_a_port_in_use_in_one_line(tmp_path: Path) -> None:
         config = write_config(tmp_path / "config.toml", f"sqlite:///{tmp_path / 'db.sqlite'}", listener={"port": port})
         assert run("db", "upgrade", config=config).returncode == 0
         assert_one_line_usage_error(run("serve", config=config), f"cannot listen on 127.0.0.1:{port}")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ('[calendar]\ncountry = "QQ"\n', "[calendar] unknown holiday country 'QQ'"),
+        ('[sla.ack]\nwithin = "3 fortnights"\n', "invalid duration '3 fortnights'"),
+        ('[sla.a]\nwithin = "1 hours"\nafter = "b"\n[sla.b]\nwithin = "1 hours"\nafter = "a"\n', "cycle"),
+        ('[sla.assess]\nwithin = "1 business day"\nafter = "acknowledged"\n', "'acknowledged'"),
+    ],
+)
+def test_calendar_and_policy_mistakes_stop_every_command_with_one_line(tmp_path: Path, extra: str, message: str) -> None:
+    config = write_config(tmp_path / "config.toml", f"sqlite:///{tmp_path / 'db.sqlite'}")
+    config.write_text(config.read_text() + extra)
+    assert_one_line_usage_error(run("db", "upgrade", config=config), message)
+    assert not (tmp_path / "db.sqlite").exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [("sqlite://host/db.sqlite", "[database] url cannot be used"), ("sqlite:////proc/no/such/dir/db.sqlite", "cannot create the directory"), ("nosuchdb://x/y", "[database] url cannot be used")],
+)
+def test_unusable_database_urls_are_one_line(tmp_path: Path, url: str, message: str) -> None:
+    config = write_config(tmp_path / "config.toml", url)
+    assert_one_line_usage_error(run("db", "upgrade", config=config), message)

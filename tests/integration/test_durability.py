@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import signal
+import time
 
 import aiosmtplib
 import pytest
@@ -95,3 +96,31 @@ def test_a_stop_signal_finishes_in_flight_deliveries_and_exits_cleanly(daemon_fa
     daemon.restart()
     wait_until_processed(sessions, len(stored))
     assert {row.status for row in inbound_rows(sessions)} == {"processed"}
+
+
+def test_a_hung_database_answers_451_in_time_and_cannot_keep_the_daemon_from_stopping(daemon_factory, engine, sessions: sessionmaker[Session]) -> None:
+    daemon = daemon_factory(intake={"store_timeout": 2}, listener={"shutdown_grace": 2})
+    with engine.connect() as blocker:
+        if engine.dialect.name == "sqlite":
+            blocker.exec_driver_sql("SELECT 1")  # the engine's BEGIN IMMEDIATE holds the write lock
+        else:
+            blocker.exec_driver_sql("LOCK TABLE inbound_messages IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        errors, reply = asyncio.run(send_one(daemon.port, report_mail()))
+        assert reply.startswith("4.3.0") and time.monotonic() - started < 10
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(15) == 75
+        assert "storage did not answer within 2 s" in daemon.log()
+        blocker.rollback()
+
+
+async def send_one(port: int, mail: bytes) -> tuple:
+    smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False, timeout=20)
+    await smtp.connect()
+    try:
+        await smtp.sendmail("researcher@example.org", ["security@example.com"], mail)
+    except aiosmtplib.SMTPDataError as error:
+        return {}, f"{error.message}"
+    finally:
+        smtp.close()
+    return {}, "2.0.0"

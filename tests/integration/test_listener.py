@@ -13,6 +13,8 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailintake.db import transaction
+from mailintake.models import Reporter
 from tests.integration.helpers import inbound_rows, report_mail, reports, wait_until_processed
 
 pytestmark = pytest.mark.slow
@@ -32,7 +34,7 @@ def test_a_report_is_stored_byte_for_byte_before_250_and_becomes_a_report(daemon
     daemon = daemon_factory()
     raw = report_mail()
     code, reply = send(daemon.port, raw)
-    assert code == 250 and reply.startswith(b"2.0.0 Stored as inbound ")
+    assert (code, reply) == (250, b"2.0.0 Stored, sha256 " + hashlib.sha256(raw).hexdigest()[:16].encode())
     rows = inbound_rows(sessions)
     assert len(rows) == 1
     assert rows[0].raw == raw
@@ -120,18 +122,22 @@ def test_different_mails_without_message_id_are_different_reports(daemon_factory
     assert len(reports(sessions)) == 2
 
 
-def test_aiosmtplib_client_and_smtputf8_sender(daemon_factory, sessions: sessionmaker[Session]) -> None:
+def test_aiosmtplib_client_smtputf8_sender_and_raw_utf8_headers(daemon_factory, sessions: sessionmaker[Session]) -> None:
     daemon = daemon_factory()
-    raw = report_mail(sender="jürgen@example.org", message_id="<utf8@example.org>")
+    raw = "From: Jürgen Müller <jürgen@example.org>\r\nTo: security@example.com\r\nSubject: Lücke im Login\r\nMessage-ID: <utf8@example.org>\r\n\r\nDetails.\r\n".encode()
 
     async def deliver() -> tuple:
         return await aiosmtplib.send(raw, sender="jürgen@example.org", recipients=["security@example.com"], hostname="127.0.0.1", port=daemon.port, start_tls=False, mail_options=["SMTPUTF8"])
 
     errors, response = asyncio.run(deliver())
-    assert errors == {} and response.startswith("2.0.0 Stored as inbound")
+    assert errors == {} and response.startswith("2.0.0 Stored")
     wait_until_processed(sessions, 1)
     assert inbound_rows(sessions)[0].envelope_from == "jürgen@example.org"
     assert inbound_rows(sessions)[0].raw == raw
+    [report] = reports(sessions)
+    assert report.subject == "Lücke im Login"
+    with transaction(sessions) as session:
+        assert session.get(Reporter, report.reporter_id).address == "jürgen@example.org"
 
 
 def test_lmtp_answers_once_per_recipient_after_data(daemon_factory, sessions: sessionmaker[Session]) -> None:
@@ -154,7 +160,7 @@ def test_lmtp_answers_once_per_recipient_after_data(daemon_factory, sessions: se
         stream.write(report_mail() + b".\r\n")
         stream.flush()
         replies = [read_reply(stream)[0], read_reply(stream)[0]]
-        assert all(reply.startswith(b"250 2.0.0 Stored as inbound") for reply in replies)
+        assert all(reply.startswith(b"250 2.0.0 Stored") for reply in replies)
         assert command(b"MAIL FROM:<researcher@example.org>")[0].startswith(b"250")
         command(b"RCPT TO:<security@example.com>")
         command(b"RCPT TO:<psirt@example.com>")
@@ -187,3 +193,64 @@ def test_protocol_errors_carry_enhanced_status_codes(daemon_factory) -> None:
         assert client.docmd("RCPT", "TO:<security@example.com>") == (503, b"5.5.1 Error: need MAIL command")
         assert client.docmd("MAIL", "FROM:<<bad>>") == (553, b"5.1.3 Error: malformed address")
         assert client.docmd("EXPN", "security") == (502, b"5.5.1 EXPN not implemented")
+
+
+def test_lmtp_answers_only_for_accepted_recipients(daemon_factory, sessions: sessionmaker[Session]) -> None:
+    daemon = daemon_factory(listener={"protocol": "lmtp"})
+    with smtplib.LMTP("127.0.0.1", daemon.port, timeout=30) as client:
+        refused = client.sendmail("researcher@example.org", ["security@example.com", "nobody@example.com"], report_mail())
+    assert refused == {"nobody@example.com": (550, b"5.1.1 Recipient address rejected: no such mailbox here")}
+    wait_until_processed(sessions, 1)
+    assert inbound_rows(sessions)[0].envelope_to == ["security@example.com"]
+
+
+def test_hostile_envelope_text_is_stored_cleaned_and_costs_no_other_sender_a_451(daemon_factory, sessions: sessionmaker[Session]) -> None:
+    daemon = daemon_factory()
+    mails = [report_mail(message_id=f"<batch-{index}@example.org>", body=f"report {index}") for index in range(30)]
+
+    async def good(index: int) -> str:
+        _, reply = await aiosmtplib.send(mails[index], sender="researcher@example.org", recipients=["security@example.com"], hostname="127.0.0.1", port=daemon.port, start_tls=False)
+        return reply
+
+    async def hostile() -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", daemon.port)
+        replies = [await reader.readline()]
+        for line in (b"EHLO bad\x00\xffhost", b"MAIL FROM:<r\xff\x00@example.org>", b"RCPT TO:<security@example.com>", b"DATA"):
+            writer.write(line + b"\r\n")
+            await writer.drain()
+            while (reply := await reader.readline())[3:4] == b"-":
+                pass
+            replies.append(reply)
+        writer.write(report_mail(message_id="<hostile@example.org>") + b".\r\n")
+        await writer.drain()
+        final = await reader.readline()
+        writer.close()
+        return final
+
+    async def everyone() -> list:
+        return await asyncio.gather(hostile(), *(good(index) for index in range(30)))
+
+    hostile_reply, *good_replies = asyncio.run(everyone())
+    assert all(reply.startswith("2.0.0 Stored") for reply in good_replies)
+    assert hostile_reply.startswith(b"250 2.0.0 Stored")
+    wait_until_processed(sessions, 31)
+    hostile_row = next(row for row in inbound_rows(sessions) if b"hostile@example.org" in row.raw)
+    assert "\x00" not in hostile_row.helo + hostile_row.envelope_from
+    assert hostile_row.envelope_from == "r\ufffd@example.org"
+
+
+def test_long_lines_are_accepted_and_stored_unchanged(daemon_factory, sessions: sessionmaker[Session]) -> None:
+    daemon = daemon_factory()
+    raw = b"From: researcher@example.org\r\nTo: security@example.com\r\nSubject: long line\r\nContent-Type: text/html\r\n\r\n<p>" + b"x" * 5000 + b"</p>\r\n"
+    assert send(daemon.port, raw)[0] == 250
+    wait_until_processed(sessions, 1)
+    assert inbound_rows(sessions)[0].raw == raw
+
+
+def test_more_than_100_recipients_get_452_4_5_3(daemon_factory) -> None:
+    daemon = daemon_factory()
+    with smtplib.SMTP("127.0.0.1", daemon.port, timeout=30) as client:
+        client.ehlo("client.example.org")
+        client.mail("researcher@example.org")
+        codes = [client.rcpt("security@example.com")[0] for _ in range(101)]
+    assert codes[:100] == [250] * 100 and codes[100] == 452

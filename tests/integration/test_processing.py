@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 import subprocess
@@ -15,9 +16,12 @@ from pathlib import Path
 
 import aiosmtplib
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailintake.db import transaction
 from mailintake.intake import Delivery, store_delivery
+from mailintake.models import Attachment
 from mailintake.parsing import parse_message
 from mailintake.processing import process_inbound
 from tests.daemon import REPO
@@ -127,3 +131,59 @@ def test_the_same_origin_processed_concurrently_makes_one_report(sessions: sessi
         outcomes = list(pool.map(lambda inbound_id: process_inbound(sessions, DirectParser(), example_rules(), inbound_id, lambda: moment), ids))
     assert sorted(outcome.status for outcome in outcomes) == ["duplicate"] * 9 + ["processed"]
     assert len(reports(sessions)) == 1
+
+
+@pytest.mark.slow
+def test_nothing_confidential_reaches_the_log_even_from_malformed_mail(daemon_factory, sessions: sessionmaker[Session]) -> None:
+    daemon = daemon_factory()
+    raw = (
+        b"From: Hidden Name <hidden-reporter@example.org>\r\nTo: security@example.com\r\n"
+        b"Subject: TOPSECRET RCE in billing =?x-unknown?q?zz?=\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n'
+        b"SECRETBODY \xff\xfe\r\n--b\r\nContent-Type: application/x-weird\r\n"
+        b'Content-Disposition: attachment; filename="x =?utf-8?b?A?= secret-exploit.py"\r\nContent-Transfer-Encoding: base64\r\n\r\n!!notbase64\r\n--b--\r\n'
+    )
+    _, reply = asyncio.run(aiosmtplib.send(raw, sender="hidden-reporter@example.org", recipients=["security@example.com"], hostname="127.0.0.1", port=daemon.port, start_tls=False))
+    assert reply.startswith("2.0.0")
+    wait_until_processed(sessions, 1)
+    [report] = reports(sessions)
+    with transaction(sessions) as session:
+        assert [item.filename for item in session.scalars(select(Attachment))] == ["x =?utf-8?b?A?= secret-exploit.py"]
+    daemon.terminate()
+    for secret in ("hidden-reporter", "Hidden Name", "TOPSECRET", "SECRETBODY", "secret-exploit"):
+        assert secret not in daemon.log()
+
+
+def test_reports_show_json_carries_every_documented_field(sessions: sessionmaker[Session], tmp_path: Path, database_url: str) -> None:
+    moment = datetime(2026, 11, 23, 10, 0, tzinfo=timezone.utc)
+    raw = (FIXTURES / "plain.eml").read_bytes()
+    first = store_delivery(sessions, Delivery(moment, "smtp", "127.0.0.1", "client", "bounce+x@example.org", ("security@example.com",), raw))
+    second = store_delivery(sessions, Delivery(moment, "smtp", "127.0.0.1", "client", "bounce+x@example.org", ("psirt@example.com",), raw))
+    for inbound_id in (first, second):
+        process_inbound(sessions, DirectParser(), example_rules(), inbound_id, lambda: moment)
+    config = tmp_path / "config.toml"
+    config.write_text(f'[intake]\naddresses = ["security@example.com"]\n[database]\nurl = "{database_url}"\n')
+    detail = json.loads(run_cli(config, "reports", "show", "sec-2026-0001", "--json").stdout)
+    expected = EXPECTED["plain.eml"]
+    assert {key: detail[key] for key in ("tracking_id", "status", "received_at", "reporter", "envelope_sender", "suggested_severity", "credit_as", "anonymous", "urls", "endpoints", "duplicate_deliveries")} == {
+        "tracking_id": "SEC-2026-0001",
+        "status": "new",
+        "received_at": "2026-11-23T10:00:00Z",
+        "reporter": expected["from_address"],
+        "envelope_sender": "bounce+x@example.org",
+        "suggested_severity": "high",
+        "credit_as": "Jane Researcher",
+        "anonymous": False,
+        "urls": expected["urls"],
+        "endpoints": ["POST /api/v1/users"],
+        "duplicate_deliveries": [second],
+    }
+    assert detail["reporter_name"]
+    assert detail["messages"][0]["sha256"] == hashlib.sha256(raw).hexdigest()
+
+
+def test_inbound_retry_of_a_delivery_that_did_not_fail_is_refused(sessions: sessionmaker[Session], tmp_path: Path, database_url: str) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f'[intake]\naddresses = ["security@example.com"]\n[database]\nurl = "{database_url}"\n')
+    result = run_cli(config, "inbound", "retry", "424242")
+    assert result.returncode == 2 and result.stderr == "mailintake: inbound 424242 is not a failed delivery (see `mailintake inbound failed`)\n"

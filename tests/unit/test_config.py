@@ -56,7 +56,10 @@ def test_the_environment_overrides_the_database_url(tmp_path: Path) -> None:
         ('[intake]\naddresses = ["Security <security@example.com>"]\n', "[intake] addresses: 'Security <security@example.com>' is not a plain address"),
         ('[intake]\naddresses = ["nobody"]\n', "is not a plain address"),
         (MINIMAL + 'max_message_size = "huge"\n', "[intake] max_message_size: 'huge' is not a size"),
-        (MINIMAL + "max_message_size = 10\n", "at least 1024 bytes"),
+        (MINIMAL + "max_message_size = 10\n", "must be from 1024 bytes to 500MB"),
+        (MINIMAL + "max_message_size = \"5PB\"\n", "must be from 1024 bytes to 500MB"),
+        (MINIMAL + "retry_interval = inf\n", "[intake] retry_interval must be a positive number up to 86400"),
+        (MINIMAL + "parse_timeout = nan\n", "[intake] parse_timeout must be a positive number"),
         (MINIMAL + "parse_timeout = -1\n", "[intake] parse_timeout must be a positive number"),
         (MINIMAL + 'tracking_prefix = "SEC-1"\n', "[intake] tracking_prefix must be 1 to 10 ASCII letters"),
         (MINIMAL + "maxsize = 1\n", "[intake] unknown key 'maxsize'"),
@@ -116,3 +119,10 @@ def test_calendar_and_policy_mistakes_are_one_line(tmp_path: Path, text: str, me
         load_config(write(tmp_path, text), environ={})
     assert message in str(raised.value)
     assert "\n" not in str(raised.value)
+
+
+def test_a_config_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_bytes(MINIMAL.encode() + b"# caf\xe9\n")
+    with pytest.raises(ConfigError, match="the file is not UTF-8"):
+        load_config(path, environ={})

@@ -71,9 +71,11 @@ def test_origin_key_ignores_per_delivery_trace_headers_but_not_content() -> None
     assert first == second != other
 
 
-def test_origin_key_by_message_id_depends_on_the_author() -> None:
-    assert origin_key(b"", "m@x", "a@example.org") == origin_key(b"different", "m@x", "a@example.org")
-    assert origin_key(b"", "m@x", "a@example.org") != origin_key(b"", "m@x", "b@example.org")
+def test_a_reused_message_id_with_other_content_or_author_is_another_message() -> None:
+    message = b"From: a@example.org\r\nSubject: s\r\n\r\nbody\r\n"
+    assert origin_key(message, "m@x", "a@example.org") == origin_key(b"Received: from b\r\n" + message, "m@x", "a@example.org")
+    assert origin_key(message, "m@x", "a@example.org") != origin_key(message.replace(b"body", b"RCE"), "m@x", "a@example.org")
+    assert origin_key(message, "m@x", "a@example.org") != origin_key(message, "m@x", "b@example.org")
 
 
 @pytest.mark.parametrize(
@@ -105,3 +107,60 @@ def test_oversized_addresses_and_names_are_not_taken_as_the_sender() -> None:
     assert parsed.from_address == ""
     parsed = parse_message(b'From: "' + b"N" * 900 + b'" <a@example.org>\r\n\r\nbody\r\n')
     assert parsed.from_address == "a@example.org" and len(parsed.from_name) == 256
+
+
+@pytest.mark.parametrize(
+    "from_header",
+    [b"staff@example.com <x@evil.test>", b"<staff@example.com>@evil.test", b"<staff@example.com> x@evil.test", b"alice@example.org)<bob@evil.test>", b"a@example.org, b@example.org"],
+)
+def test_an_ambiguous_from_names_no_sender_and_is_recorded_as_a_defect(from_header: bytes) -> None:
+    parsed = parse_message(b"From: " + from_header + b"\r\nSubject: s\r\n\r\nbody\r\n")
+    assert parsed.from_address == "" and "AmbiguousFrom" in parsed.defects
+
+
+def test_two_from_fields_name_no_sender() -> None:
+    parsed = parse_message(b"From: a@example.org\r\nFrom: b@example.org\r\nSubject: s\r\n\r\nbody\r\n")
+    assert parsed.from_address == "" and "AmbiguousFrom" in parsed.defects
+
+
+def test_raw_utf8_headers_rfc_6532_are_read_as_utf8() -> None:
+    parsed = parse_message("From: Jürgen <jürgen@example.org>\r\nTo: Søren <søren@example.com>\r\nSubject: Lücke\r\n\r\nbody\r\n".encode())
+    assert (parsed.from_name, parsed.from_address, parsed.to_addresses, parsed.subject) == ("Jürgen", "jürgen@example.org", ("søren@example.com",), "Lücke")
+
+
+def test_message_ids_with_control_characters_are_not_message_ids() -> None:
+    parsed = parse_message(b"From: a@example.org\r\nMessage-ID: <a\x00b@example.org>\r\nIn-Reply-To: <x\x07y@example.org>\r\n\r\nbody\r\n")
+    assert parsed.message_id is None and parsed.in_reply_to is None
+
+
+def test_a_date_beyond_the_calendar_is_no_date() -> None:
+    assert parse_message(b"From: a@example.org\r\nDate: Fri, 31 Dec 9999 23:59:59 -0100\r\n\r\nbody\r\n").date is None
+
+
+def test_nesting_too_deep_for_mail_parser_still_yields_a_report_from_the_headers() -> None:
+    depth = 3000
+    opening = b"".join(b"Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n" % (level, level) for level in range(depth))
+    raw = b"From: deep@example.org\r\nSubject: deep\r\nMessage-ID: <deep@example.org>\r\n" + opening + b"Content-Type: text/plain\r\n\r\ninner\r\n"
+    parsed = parse_message(raw)
+    assert (parsed.subject, parsed.from_address, parsed.message_id) == ("deep", "deep@example.org", "deep@example.org")
+    assert any(defect.startswith("BodyNotParsed:") for defect in parsed.defects)
+
+
+def test_a_huge_to_header_is_read_only_in_part() -> None:
+    addresses = b", ".join(b"user%d@example.org" % number for number in range(80_000))
+    parsed = parse_message(b"From: a@example.org\r\nTo: " + addresses + b"\r\n\r\nbody\r\n")
+    assert 0 < len(parsed.to_addresses) <= 200
+
+
+def test_when_mail_parser_gives_up_the_standard_library_still_reads_body_and_attachments() -> None:
+    raw = (
+        b"From: =?utf-8?b?A?= Name <someone@example.org>\r\nSubject: s\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\nContent-Type: text/plain; charset=no-such-charset\r\n\r\n'
+        b"the body\r\n--b\r\nContent-Type: image/png\r\nContent-Disposition: attachment; filename=poc.png\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\naGVsbG8=\r\n--b--\r\n"
+    )
+    parsed = parse_message(raw)
+    assert parsed.defects == ("MailParserFailed:HeaderParseError",)
+    assert parsed.body_text.strip() == "the body"
+    assert [(item.filename, item.content_type, item.content) for item in parsed.attachments] == [("poc.png", "image/png", b"hello")]
+    assert parsed.from_address == "someone@example.org"
