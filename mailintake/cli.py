@@ -24,9 +24,9 @@ from mailintake.clock import utc_now
 from mailintake.config import Config, ConfigError, config_path_from, load_config
 from mailintake.db import DatabaseUrlError, create_database_engine, session_factory, transaction, upgrade_database
 from mailintake.durations import DurationError, parse_duration
-from mailintake.milestones import MilestoneView, milestone_views
+from mailintake.milestones import MilestoneView, milestone_views, refresh_open_reports
 from mailintake.models import InboundMessage
-from mailintake.parser_pool import ParserPool
+from mailintake.parser_pool import ParserPool, parser_memory_limit
 from mailintake.processing import ProcessingRules, failed_inbound_ids, process_inbound
 from mailintake.reports import ReportNotFound, iso_utc, report_detail, report_summaries
 
@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     status = sla.add_parser("status", help="open milestones: due time, business time left, state (ok/warning/breached/met/waiting)")
     status.add_argument("--now", metavar="ISO", help="evaluate at this moment instead of the clock")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    sla.add_parser("recompute", help="recompute every open report's deadlines (after editing [calendar] or [sla.*] in the config)")
     return parser
 
 
@@ -143,6 +144,7 @@ def run_command(arguments: argparse.Namespace, config: Config) -> int:
         ("calendar", "deadline"): command_calendar_deadline,
         ("calendar", "export"): command_calendar_export,
         ("sla", "status"): command_sla_status,
+        ("sla", "recompute"): command_sla_recompute,
     }
     subcommand = getattr(arguments, f"{arguments.command}_command", None)
     return handlers[(arguments.command, subcommand)](arguments, config)
@@ -247,7 +249,7 @@ def command_inbound_retry(arguments: argparse.Namespace, config: Config) -> int:
     if not_failed:
         raise UsageError(f"inbound {not_failed[0]} is not a failed delivery (see `mailintake inbound failed`)")
     ids = arguments.ids or failed
-    parser = ParserPool(timeout=config.intake.parse_timeout)
+    parser = ParserPool(config.intake.parse_timeout, parser_memory_limit(config.intake.max_message_size))
     rules = ProcessingRules.from_config(config)
     still_failed = 0
     try:
@@ -370,6 +372,13 @@ def command_sla_status(arguments: argparse.Namespace, config: Config) -> int:
         print(f"{item['tracking_id']}  {item['milestone']:<16} {item['state']:<9} due {due}  {item['left']}{promise}")
     if not items:
         print("no open milestones")
+    return 0
+
+
+def command_sla_recompute(arguments: argparse.Namespace, config: Config) -> int:
+    with transaction(sessions_for(config)) as session:
+        moved = refresh_open_reports(session, config.sla, effective_calendar(session, config.calendar), utc_now())
+    print(f"{moved} open deadline(s) moved")
     return 0
 
 

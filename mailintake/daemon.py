@@ -15,7 +15,7 @@ from mailintake.config import Config
 from mailintake.db import create_database_engine, database_is_current, session_factory
 from mailintake.intake import GroupCommitStore
 from mailintake.listener import IntakeHandler, protocol_factory
-from mailintake.parser_pool import ParserPool
+from mailintake.parser_pool import ParserPool, parser_memory_limit
 from mailintake.processing import ProcessingRules, process_due
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ async def serve(config: Config, clock: Clock = utc_now) -> None:
     if not await asyncio.to_thread(database_is_current, engine):
         raise SchemaNotCurrent("the database schema is not current: run `mailintake db upgrade` first")
     sessions = session_factory(engine)
-    parser = ParserPool(timeout=config.intake.parse_timeout)
+    parser = ParserPool(config.intake.parse_timeout, parser_memory_limit(config.intake.max_message_size))
     rules = ProcessingRules.from_config(config)
     worker = InboundWorker(sessions, parser, rules, clock)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import resource
 import threading
 from multiprocessing.pool import Pool
 
@@ -20,8 +21,9 @@ class ParseFailure(Exception):
 
 
 class ParserPool:
-    def __init__(self, timeout: float, processes: int = 1) -> None:
+    def __init__(self, timeout: float, memory_limit: int, processes: int = 1) -> None:
         self.timeout = timeout
+        self.memory_limit = memory_limit
         self.processes = processes
         self._pool: Pool | None = None
         self._lock = threading.Lock()
@@ -43,7 +45,7 @@ class ParserPool:
 
     def _running_pool(self) -> Pool:
         if self._pool is None:
-            self._pool = multiprocessing.get_context("spawn").Pool(self.processes, initializer=silence_child)
+            self._pool = multiprocessing.get_context("spawn").Pool(self.processes, initializer=prepare_parser_process, initargs=(self.memory_limit,))
         return self._pool
 
     def _terminate(self) -> None:
@@ -53,9 +55,16 @@ class ParserPool:
             self._pool = None
 
 
-def silence_child() -> None:
-    """A parser process says nothing: mail-parser logs subjects, header parts and file names
-    (even at ERROR), and anything printed would land in the daemon's log."""
+def parser_memory_limit(max_message_size: int) -> int:
+    """Address space a parser process may use: ample for a maximal message, bounded for a bomb."""
+    return max(2 * 1024**3, 40 * max_message_size)
+
+
+def prepare_parser_process(memory_limit: int) -> None:
+    """A parser process is capped in memory and says nothing: mail-parser logs subjects,
+    header parts and file names (even at ERROR), and anything printed would land in the
+    daemon's log."""
+    resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
     logging.disable(logging.CRITICAL)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)

@@ -194,3 +194,18 @@ def test_recomputing_only_reports_due_after_the_change_misses_nothing(sessions: 
         with transaction(sessions) as session:
             loaded = load_config(config, environ={})
             assert refresh_open_reports(session, loaded.sla, effective_calendar(session, loaded.calendar), start) == 0, arguments
+
+
+def test_sla_recompute_applies_an_edited_config_calendar_to_open_reports(sessions: sessionmaker[Session], tmp_path: Path, database_url: str) -> None:
+    config = config_file(tmp_path, database_url)
+    tracking_id = receive(sessions, ProcessingRules.from_config(load_config(config, environ={})), datetime(2026, 12, 18, 16, 30, tzinfo=UTC))
+    config.write_text(config.read_text().replace('hours = "09:00-17:00"', 'hours = "09:00-15:00"'))
+    assert run_cli(config, "sla", "recompute").stdout == "1 open deadline(s) moved\n"
+    # assess: still Wed 23 Dec, now at the new closing time 15:00 local = 14:00 UTC.
+    assert due_times(sessions, tracking_id)["assess"][0] == "2026-12-23T14:00+00:00"
+
+
+def test_tracking_numbers_start_again_each_year(sessions: sessionmaker[Session]) -> None:
+    rules = example_rules()
+    ids = [receive(sessions, rules, moment, number) for number, moment in enumerate([datetime(2026, 12, 31, 23, 59, tzinfo=UTC), datetime(2027, 1, 1, 0, 0, tzinfo=UTC), datetime(2027, 1, 1, 0, 1, tzinfo=UTC)])]
+    assert ids == ["SEC-2026-0001", "SEC-2027-0001", "SEC-2027-0002"]
