@@ -173,15 +173,12 @@ def command_db_upgrade(arguments: argparse.Namespace, config: Config) -> int:
 def command_reports_list(arguments: argparse.Namespace, config: Config) -> int:
     with transaction(sessions_for(config)) as session:
         summaries = report_summaries(session)
-    if arguments.json:
-        print_json(summaries)
-        return 0
-    for item in summaries:
-        severity = item["suggested_severity"] or "-"
-        show(f"{item['tracking_id']}  {item['received_at']}  {item['status']:<10} {severity:<8} {item['reporter'] or '-'}  {item['subject']}")
-    if not summaries:
-        print("no reports")
-    return 0
+    return print_listing(summaries, arguments.json, report_line, "no reports")
+
+
+def report_line(item: dict[str, Any]) -> str:
+    severity = item["suggested_severity"] or "-"
+    return f"{item['tracking_id']}  {item['received_at']}  {item['status']:<10} {severity:<8} {item['reporter'] or '-'}  {item['subject']}"
 
 
 def command_reports_show(arguments: argparse.Namespace, config: Config) -> int:
@@ -231,15 +228,12 @@ def command_inbound_failed(arguments: argparse.Namespace, config: Config) -> int
             }
             for row in rows
         ]
-    if arguments.json:
-        print_json(items)
-        return 0
-    for item in items:
-        retry = f"next try {item['next_attempt_at']}" if item["next_attempt_at"] else "no automatic retry left"
-        print(f"{item['id']}  {item['received_at']}  {item['size']} bytes  attempts {item['attempts']}  {item['last_error']}  ({retry})")
-    if not items:
-        print("no failed deliveries")
-    return 0
+    return print_listing(items, arguments.json, failed_line, "no failed deliveries")
+
+
+def failed_line(item: dict[str, Any]) -> str:
+    retry = f"next try {item['next_attempt_at']}" if item["next_attempt_at"] else "no automatic retry left"
+    return f"{item['id']}  {item['received_at']}  {item['size']} bytes  attempts {item['attempts']}  {item['last_error']}  ({retry})"
 
 
 def command_inbound_retry(arguments: argparse.Namespace, config: Config) -> int:
@@ -268,15 +262,13 @@ def command_holidays_list(arguments: argparse.Namespace, config: Config) -> int:
     year = arguments.year or utc_now().year
     with transaction(sessions_for(config)) as session:
         entries = calendar_entries(session, config.calendar, year)
-    if arguments.json:
-        print_json([entry_view(entry) for entry in entries])
-        return 0
-    for entry in entries:
-        changed = f"  (by {entry.changed_by}, {iso_utc(entry.changed_at)})" if entry.changed_by and entry.changed_at else ""
-        print(f"{format_range(entry.first_day, entry.last_day):<22}  {entry.source:<22}  {entry.name}{changed}")
-    if not entries:
-        print(f"no holidays or closures in {year}")
-    return 0
+    return print_listing([entry_view(entry) for entry in entries], arguments.json, entry_line, f"no holidays or closures in {year}")
+
+
+def entry_line(item: dict[str, Any]) -> str:
+    changed = f"  (by {item['changed_by']}, {item['changed_at']})" if item["changed_by"] else ""
+    days = item["first_day"] if item["first_day"] == item["last_day"] else f"{item['first_day']}..{item['last_day']}"
+    return f"{days:<22}  {item['source']:<22}  {item['name']}{changed}"
 
 
 def entry_view(entry: CalendarEntry) -> dict[str, Any]:
@@ -363,16 +355,12 @@ def command_sla_status(arguments: argparse.Namespace, config: Config) -> int:
         now = moment_in(calendar, arguments.now, "--now") if arguments.now else utc_now()
         views = milestone_views(session, config.sla, calendar, now)
     items = [milestone_item(view, calendar, now) for view in views]
-    if arguments.json:
-        print_json(items)
-        return 0
-    for item in items:
-        due = item["due_at"] or "-"
-        promise = f"  (promised {item['promised_due_at']}, recomputed {item['computed_due_at']})" if item["promise_differs"] else ""
-        print(f"{item['tracking_id']}  {item['milestone']:<16} {item['state']:<9} due {due}  {item['left']}{promise}")
-    if not items:
-        print("no open milestones")
-    return 0
+    return print_listing(items, arguments.json, milestone_line, "no open milestones")
+
+
+def milestone_line(item: dict[str, Any]) -> str:
+    promise = f"  (promised {item['promised_due_at']}, recomputed {item['computed_due_at']})" if item["promise_differs"] else ""
+    return f"{item['tracking_id']}  {item['milestone']:<16} {item['state']:<9} due {item['due_at'] or '-'}  {item['left']}{promise}"
 
 
 def command_sla_recompute(arguments: argparse.Namespace, config: Config) -> int:
@@ -450,6 +438,17 @@ def login_name() -> str:
 
 def sessions_for(config: Config) -> Any:
     return session_factory(create_database_engine(config.database.url))
+
+
+def print_listing(items: list[dict[str, Any]], as_json: bool, line: Callable[[dict[str, Any]], str], empty: str) -> int:
+    if as_json:
+        print_json(items)
+        return 0
+    for item in items:
+        show(line(item))
+    if not items:
+        print(empty)
+    return 0
 
 
 def show(text: str = "") -> None:
