@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import getpass
 import json
 import logging
 import sys
 import unicodedata
-from datetime import date, datetime, timedelta, timezone
+from collections import Counter
 from collections.abc import Callable, Sequence
+from datetime import date, datetime, timezone
 from typing import Any, NoReturn
 
 from dateutil.parser import isoparse
@@ -23,14 +25,20 @@ from mailintake.calendar_views import ics_export, year_view
 from mailintake.clock import utc_now
 from mailintake.config import Config, ConfigError, config_path_from, load_config
 from mailintake.db import DatabaseUrlError, create_database_engine, session_factory, transaction, upgrade_database
-from mailintake.durations import DurationError, parse_duration
+from mailintake.delivery import deliver_due
+from mailintake.durations import DurationError, duration_text, parse_duration
+from mailintake.mailer import Mailer
 from mailintake.milestones import MilestoneView, milestone_views, refresh_open_reports
-from mailintake.models import InboundMessage
+from mailintake.models import InboundMessage, OutboxMessage
+from mailintake.outbox import OutboxRetryRefused, outbox_rows, release_waiting, retry_now
 from mailintake.parser_pool import ParserPool, parser_memory_limit
 from mailintake.processing import ProcessingRules, failed_inbound_ids, process_inbound
 from mailintake.reports import ReportNotFound, iso_utc, report_detail, report_summaries
+from mailintake.scheduler import scheduled_pass
+from mailintake.templates import REQUIRED, TemplateError, Templates
 
 EXIT_USAGE = 2
+FLUSH_LIMIT = 10_000
 EXIT_FAILURE = 1
 QUIET_LIBRARY_LOGGERS = {"mail.log": logging.ERROR, "mailparser": logging.CRITICAL + 1, "alembic": logging.WARNING}
 
@@ -97,6 +105,15 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--now", metavar="ISO", help="evaluate at this moment instead of the clock")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     sla.add_parser("recompute", help="recompute every open report's deadlines (after editing [calendar] or [sla.*] in the config)")
+    check = sla.add_parser("check", help="run one SLA pass (warnings, breaches, escalations, reminders, digest) at a moment")
+    check.add_argument("--now", metavar="ISO", help="the moment of the pass (default: the clock)")
+
+    outbox = commands.add_parser("outbox", help="outbound mail").add_subparsers(dest="outbox_command", required=True, metavar="SUBCOMMAND")
+    outbox_list = outbox.add_parser("list", help="every outbound mail with its state")
+    outbox_list.add_argument("--json", action="store_true", help="machine-readable output")
+    outbox.add_parser("flush", help="send everything pending now, from this process")
+    outbox_retry = outbox.add_parser("retry", help="make a failed or waiting mail due again now")
+    outbox_retry.add_argument("row", metavar="ID", type=int, help="outbox id (see outbox list)")
     return parser
 
 
@@ -145,6 +162,10 @@ def run_command(arguments: argparse.Namespace, config: Config) -> int:
         ("calendar", "export"): command_calendar_export,
         ("sla", "status"): command_sla_status,
         ("sla", "recompute"): command_sla_recompute,
+        ("sla", "check"): command_sla_check,
+        ("outbox", "list"): command_outbox_list,
+        ("outbox", "flush"): command_outbox_flush,
+        ("outbox", "retry"): command_outbox_retry,
     }
     subcommand = getattr(arguments, f"{arguments.command}_command", None)
     return handlers[(arguments.command, subcommand)](arguments, config)
@@ -244,7 +265,7 @@ def command_inbound_retry(arguments: argparse.Namespace, config: Config) -> int:
         raise UsageError(f"inbound {not_failed[0]} is not a failed delivery (see `mailintake inbound failed`)")
     ids = arguments.ids or failed
     parser = ParserPool(config.intake.parse_timeout, parser_memory_limit(config.intake.max_message_size))
-    rules = ProcessingRules.from_config(config)
+    rules = ProcessingRules.from_config(config, mailer_for(config))
     still_failed = 0
     try:
         for inbound_id in ids:
@@ -370,6 +391,76 @@ def command_sla_recompute(arguments: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def command_sla_check(arguments: argparse.Namespace, config: Config) -> int:
+    sessions = sessions_for(config)
+    with transaction(sessions) as session:
+        calendar = effective_calendar(session, config.calendar)
+    now = moment_in(calendar, arguments.now, "--now") if arguments.now else utc_now()
+    enqueued = scheduled_pass(sessions, config, mailer_for(config), now)
+    print(f"SLA pass at {now.astimezone(calendar.zone).isoformat()}: {enqueued} mail(s) enqueued")
+    return 0
+
+
+def command_outbox_list(arguments: argparse.Namespace, config: Config) -> int:
+    with transaction(sessions_for(config)) as session:
+        items = [outbox_view(row) for row in outbox_rows(session)]
+    return print_listing(items, arguments.json, outbox_line, "the outbox is empty")
+
+
+def outbox_view(row: OutboxMessage) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "kind": row.kind,
+        "status": row.status,
+        "report_id": row.report_id,
+        "recipients": row.recipients,
+        "message_id": row.message_id,
+        "attempts": row.attempts,
+        "created_at": iso_utc(row.created_at),
+        "next_attempt_at": iso_utc(row.next_attempt_at) if row.next_attempt_at else None,
+        "sent_at": iso_utc(row.sent_at) if row.sent_at else None,
+        "last_reply": row.last_reply,
+    }
+
+
+def outbox_line(item: dict[str, Any]) -> str:
+    when = item["sent_at"] or item["next_attempt_at"] or item["created_at"]
+    return f"{item['id']:>5}  {item['status']:<8} {item['kind']:<20} attempts {item['attempts']}  {when}  to {', '.join(item['recipients'])}  {item['last_reply'] or ''}"
+
+
+def command_outbox_flush(arguments: argparse.Namespace, config: Config) -> int:
+    sessions = sessions_for(config)
+    with transaction(sessions) as session:
+        release_waiting(session)
+    mailer = mailer_for(config)
+    attempted = 0
+    while (batch := asyncio.run(deliver_due(sessions, config, mailer, utc_now))) > 0 and attempted < FLUSH_LIMIT:
+        attempted += batch
+    with transaction(sessions) as session:
+        counts = Counter(row.status for row in outbox_rows(session))
+    print(f"attempted {attempted}; outbox now: " + ", ".join(f"{count} {status}" for status, count in sorted(counts.items())))
+    return 0
+
+
+def command_outbox_retry(arguments: argparse.Namespace, config: Config) -> int:
+    with transaction(sessions_for(config)) as session:
+        try:
+            row = retry_now(session, arguments.row)
+        except OutboxRetryRefused as error:
+            raise UsageError(str(error)) from None
+        print(f"outbox {row.id} ({row.kind}) is due now")
+    return 0
+
+
+def mailer_for(config: Config) -> Mailer:
+    try:
+        templates = Templates(config.templates.dir)
+        templates.check(REQUIRED)
+    except TemplateError as error:
+        raise UsageError(str(error)) from None
+    return Mailer(config, templates)
+
+
 def milestone_item(view: MilestoneView, calendar: BusinessCalendar, now: datetime) -> dict[str, Any]:
     status = view.status
 
@@ -398,13 +489,6 @@ def time_left_text(calendar: BusinessCalendar, now: datetime, due_at: datetime |
     if now > due_at:
         return f"overdue by {duration_text(now - due_at)}"
     return f"{duration_text(calendar.business_time_between(now, due_at))} business time left"
-
-
-def duration_text(amount: timedelta) -> str:
-    minutes = int(amount.total_seconds() // 60)
-    days, minutes = divmod(minutes, 24 * 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{days}d {hours}h{minutes:02d}m" if days else f"{hours}h{minutes:02d}m"
 
 
 def day_range(text: str) -> tuple[date, date]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tomllib
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from mailintake.sla import Policy, PolicyError, policy_from_mapping
 
 CONFIG_ENV = "MAILINTAKE_CONFIG"
 DATABASE_URL_ENV = "MAILINTAKE_DATABASE_URL"
+RELAY_PASSWORD_ENV = "MAILINTAKE_RELAY_PASSWORD"
 PROTOCOLS = ("smtp", "lmtp")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 MAX_MESSAGE_SIZE = 500_000_000
@@ -63,6 +64,44 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class RelayConfig:
+    host: str = "127.0.0.1"
+    port: int = 25
+    starttls: bool = False
+    tls: bool = False
+    username: str = ""
+    password: str = ""
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class StaffConfig:
+    notify: tuple[str, ...] = ()
+    alerts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TemplatesConfig:
+    dir: Path | None = None
+    organisation: str = "Example Corp"
+    policy_url: str = ""
+
+
+@dataclass(frozen=True)
+class OutboxConfig:
+    max_attempts: int = 10
+    retry_interval: float = 60.0
+    auto_replies_per_hour: int = 5
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    sla_interval: float = 60.0
+    outbox_interval: float = 30.0
+    digest_time: time | None = time(8, 30)
+
+
+@dataclass(frozen=True)
 class CalendarConfig:
     timezone: str = "UTC"
     country: str | None = None
@@ -94,6 +133,11 @@ class Config:
     logging: LoggingConfig
     calendar: CalendarConfig
     sla: Policy
+    relay: RelayConfig
+    staff: StaffConfig
+    templates: TemplatesConfig
+    outbox: OutboxConfig
+    scheduler: SchedulerConfig
 
 
 KNOWN_SECTIONS = {
@@ -103,6 +147,11 @@ KNOWN_SECTIONS = {
     "logging": LoggingConfig,
     "calendar": CalendarConfig,
     "sla": Policy,
+    "relay": RelayConfig,
+    "staff": StaffConfig,
+    "templates": TemplatesConfig,
+    "outbox": OutboxConfig,
+    "scheduler": SchedulerConfig,
 }
 
 
@@ -124,7 +173,84 @@ def load_config(path: Path, environ: dict[str, str] | None = None) -> Config:
     logging_config = logging_from(section(document, "logging", where), where)
     calendar = calendar_from(section(document, "calendar", where), where)
     sla = sla_from(document.get("sla", {}), where)
-    return Config(intake, listener, database, logging_config, calendar, sla)
+    relay = relay_from(section(document, "relay", where), where, environ)
+    staff = staff_from(section(document, "staff", where), where)
+    templates = templates_from(section(document, "templates", where), where, path)
+    outbox = outbox_from(section(document, "outbox", where), where)
+    scheduler = scheduler_from(section(document, "scheduler", where), where)
+    return Config(intake, listener, database, logging_config, calendar, sla, relay, staff, templates, outbox, scheduler)
+
+
+def relay_from(table: dict[str, Any], where: str, environ: dict[str, str]) -> RelayConfig:
+    defaults = RelayConfig()
+    port = table.get("port", defaults.port)
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        raise ConfigError(f"{where}: [relay] port must be an integer from 1 to 65535, got {port!r}")
+    starttls, tls = flag(table, "starttls", defaults.starttls, "[relay]", where), flag(table, "tls", defaults.tls, "[relay]", where)
+    if starttls and tls:
+        raise ConfigError(f"{where}: [relay] starttls and tls exclude each other (tls is implicit TLS, e.g. port 465)")
+    return RelayConfig(
+        host=text(table, "host", defaults.host, "[relay]", where),
+        port=port,
+        starttls=starttls,
+        tls=tls,
+        username=string_or_empty(table, "username", "[relay]", where),
+        password=environ.get(RELAY_PASSWORD_ENV) or string_or_empty(table, "password", "[relay]", where),
+        timeout=positive_number(table, "timeout", defaults.timeout, "[relay]", where, maximum=600),
+    )
+
+
+def staff_from(table: dict[str, Any], where: str) -> StaffConfig:
+    lists = {}
+    for key in ("notify", "alerts"):
+        values = string_list(table, key, (), "[staff]", where)
+        lists[key] = tuple(mailbox_address(value, f"[staff] {key}", where) for value in values)
+    return StaffConfig(notify=lists["notify"], alerts=lists["alerts"] or lists["notify"])
+
+
+def templates_from(table: dict[str, Any], where: str, path: Path) -> TemplatesConfig:
+    defaults = TemplatesConfig()
+    directory = optional_text(table, "dir", "[templates]", where)
+    override = (path.parent / directory).resolve() if directory else None
+    if override is not None and not override.is_dir():
+        raise ConfigError(f"{where}: [templates] dir: {override} is not a directory")
+    return TemplatesConfig(
+        dir=override,
+        organisation=text(table, "organisation", defaults.organisation, "[templates]", where),
+        policy_url=string_or_empty(table, "policy_url", "[templates]", where),
+    )
+
+
+def outbox_from(table: dict[str, Any], where: str) -> OutboxConfig:
+    defaults = OutboxConfig()
+    return OutboxConfig(
+        max_attempts=int(positive_number(table, "max_attempts", defaults.max_attempts, "[outbox]", where, maximum=100, integer=True)),
+        retry_interval=positive_number(table, "retry_interval", defaults.retry_interval, "[outbox]", where, maximum=86_400),
+        auto_replies_per_hour=int(positive_number(table, "auto_replies_per_hour", defaults.auto_replies_per_hour, "[outbox]", where, maximum=10_000, integer=True)),
+    )
+
+
+def scheduler_from(table: dict[str, Any], where: str) -> SchedulerConfig:
+    defaults = SchedulerConfig()
+    digest = table.get("digest_time", "08:30")
+    if not isinstance(digest, str):
+        raise ConfigError(f"{where}: [scheduler] digest_time must be a local time like \"08:30\", or \"\" for no digest, got {digest!r}")
+    try:
+        digest_time = time.fromisoformat(digest) if digest else None
+    except ValueError:
+        raise ConfigError(f"{where}: [scheduler] digest_time: {digest!r} is not a time like \"08:30\"") from None
+    return SchedulerConfig(
+        sla_interval=positive_number(table, "sla_interval", defaults.sla_interval, "[scheduler]", where, maximum=86_400),
+        outbox_interval=positive_number(table, "outbox_interval", defaults.outbox_interval, "[scheduler]", where, maximum=86_400),
+        digest_time=digest_time,
+    )
+
+
+def flag(table: dict[str, Any], key: str, default: bool, name: str, where: str) -> bool:
+    value = table.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: {name} {key} must be true or false, got {value!r}")
+    return value
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -296,6 +422,13 @@ def text(table: dict[str, Any], key: str, default: str, name: str, where: str) -
     value = table.get(key, default)
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{where}: {name} {key} must be a non-empty string, got {value!r}")
+    return value
+
+
+def string_or_empty(table: dict[str, Any], key: str, name: str, where: str) -> str:
+    value = table.get(key, "")
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: {name} {key} must be a string, got {type(value).__name__}")
     return value
 
 

@@ -1,4 +1,4 @@
-"""`mailintake serve`: the listener and the inbound worker in one asyncio process."""
+"""`mailintake serve`: listener, inbound worker, outbox worker and scheduler in one asyncio process."""
 
 from __future__ import annotations
 
@@ -8,15 +8,21 @@ import os
 import signal
 from typing import NoReturn
 
+from collections.abc import Awaitable, Callable
+
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailintake.clock import Clock, utc_now
 from mailintake.config import Config
 from mailintake.db import create_database_engine, database_is_current, session_factory
+from mailintake.delivery import deliver_due
 from mailintake.intake import GroupCommitStore
 from mailintake.listener import IntakeHandler, protocol_factory
+from mailintake.mailer import Mailer
 from mailintake.parser_pool import ParserPool, parser_memory_limit
 from mailintake.processing import ProcessingRules, process_due
+from mailintake.scheduler import start_scheduler
+from mailintake.templates import REQUIRED, Templates
 
 log = logging.getLogger(__name__)
 
@@ -28,14 +34,13 @@ class SchemaNotCurrent(Exception):
     pass
 
 
-class InboundWorker:
-    """Processes stored deliveries: woken after each commit, and sweeps for retries."""
+class Worker:
+    """Runs `work` until it reports nothing done, then sleeps until woken or `interval` passes."""
 
-    def __init__(self, sessions: sessionmaker[Session], parser: ParserPool, rules: ProcessingRules, clock: Clock) -> None:
-        self.sessions = sessions
-        self.parser = parser
-        self.rules = rules
-        self.clock = clock
+    def __init__(self, name: str, interval: float, work: Callable[[Worker], Awaitable[bool]]) -> None:
+        self.name = name
+        self.interval = interval
+        self.work = work
         self._wake = asyncio.Event()
         self._stopping = False
 
@@ -46,20 +51,46 @@ class InboundWorker:
         self._stopping = True
         self._wake.set()
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
     async def run(self) -> None:
         while not self._stopping:
             self._wake.clear()
             try:
-                outcomes = await asyncio.to_thread(process_due, self.sessions, self.parser, self.rules, self.clock, lambda: self._stopping)
+                progressed = await self.work(self)
             except Exception as error:
-                log.error("inbound processing pass failed (%s); retrying in %g s", type(error).__name__, self.rules.retry_interval)
-                outcomes = []
-            if any(outcome.status in PROGRESS for outcome in outcomes) and not self._stopping:
+                log.error("%s round failed (%s); retrying in %g s", self.name, type(error).__name__, self.interval)
+                progressed = False
+            if progressed and not self._stopping:
                 continue
             try:
-                await asyncio.wait_for(self._wake.wait(), self.rules.retry_interval)
+                await asyncio.wait_for(self._wake.wait(), self.interval)
             except TimeoutError:
                 pass
+
+
+def inbound_worker(sessions: sessionmaker[Session], parser: ParserPool, rules: ProcessingRules, clock: Clock, on_progress: Callable[[], None]) -> Worker:
+    """Turns stored deliveries into reports: woken after each commit, sweeps for retries."""
+
+    async def process(worker: Worker) -> bool:
+        outcomes = await asyncio.to_thread(process_due, sessions, parser, rules, clock, lambda: worker.stopping)
+        progressed = any(outcome.status in PROGRESS for outcome in outcomes)
+        if progressed:
+            on_progress()
+        return progressed
+
+    return Worker("inbound processing", rules.retry_interval, process)
+
+
+def outbox_worker(sessions: sessionmaker[Session], config: Config, mailer: Mailer, clock: Clock) -> Worker:
+    """Delivers outbox rows: woken when rows are enqueued, sweeps every outbox_interval."""
+
+    async def deliver(worker: Worker) -> bool:
+        return await deliver_due(sessions, config, mailer, clock) > 0
+
+    return Worker("outbox delivery", config.scheduler.outbox_interval, deliver)
 
 
 async def serve(config: Config, clock: Clock = utc_now) -> None:
@@ -67,9 +98,10 @@ async def serve(config: Config, clock: Clock = utc_now) -> None:
     if not await asyncio.to_thread(database_is_current, engine):
         raise SchemaNotCurrent("the database schema is not current: run `mailintake db upgrade` first")
     sessions = session_factory(engine)
+    mailer = Mailer(config, checked_templates(config))
     parser = ParserPool(config.intake.parse_timeout, parser_memory_limit(config.intake.max_message_size))
-    rules = ProcessingRules.from_config(config)
-    worker = InboundWorker(sessions, parser, rules, clock)
+    outbox = outbox_worker(sessions, config, mailer, clock)
+    worker = inbound_worker(sessions, parser, ProcessingRules.from_config(config, mailer), clock, outbox.wake)
 
     handler = IntakeHandler(config.intake.addresses, GroupCommitStore(sessions), worker.wake, clock, config.listener.protocol, config.intake.store_timeout)
     loop = asyncio.get_running_loop()
@@ -82,6 +114,8 @@ async def serve(config: Config, clock: Clock = utc_now) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
     worker_task = asyncio.create_task(worker.run())
+    outbox_task = asyncio.create_task(outbox.run())
+    scheduler = start_scheduler(sessions, config, mailer, clock, outbox.wake)
     log.info("listening on %s:%d (%s)", config.listener.host, config.listener.port, config.listener.protocol)
     try:
         await stopping.wait()
@@ -89,11 +123,13 @@ async def serve(config: Config, clock: Clock = utc_now) -> None:
         log.info("shutting down: no new connections, finishing in-flight deliveries")
         server.close()
         handler.closing = True
+        scheduler.shutdown(wait=False)
         worker.stop()
+        outbox.stop()
         grace = config.listener.shutdown_grace
         finished = await handler.wait_idle(grace)
         try:
-            await asyncio.wait_for(worker_task, grace)
+            await asyncio.wait_for(asyncio.gather(worker_task, outbox_task), grace)
         except TimeoutError:
             finished = False
         if not finished:
@@ -101,6 +137,12 @@ async def serve(config: Config, clock: Clock = utc_now) -> None:
         await asyncio.to_thread(parser.close)
         engine.dispose()
         log.info("stopped")
+
+
+def checked_templates(config: Config) -> Templates:
+    templates = Templates(config.templates.dir)
+    templates.check(REQUIRED)
+    return templates
 
 
 def exit_now_after_hung_storage(grace: float) -> NoReturn:

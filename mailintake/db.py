@@ -75,8 +75,8 @@ def transaction(sessions: sessionmaker[Session]) -> Iterator[Session]:
         yield session
 
 
-def insert_ignoring_conflicts(session: Session, table: Any, values: dict[str, Any]) -> None:
-    """INSERT … ON CONFLICT DO NOTHING on both supported backends."""
+def insert_ignoring_conflicts(session: Session, table: Any, values: dict[str, Any]) -> bool:
+    """INSERT … ON CONFLICT DO NOTHING on both supported backends; True if a row was added."""
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         statement = postgresql.insert(table).values(**values).on_conflict_do_nothing()
@@ -84,7 +84,7 @@ def insert_ignoring_conflicts(session: Session, table: Any, values: dict[str, An
         statement = sqlite.insert(table).values(**values).on_conflict_do_nothing()
     else:
         statement = insert(table).values(**values)
-    session.execute(statement)
+    return session.execute(statement).rowcount == 1
 
 
 def migrations_directory() -> Path:

@@ -112,6 +112,7 @@ class Report(Base):
     envelope_sender: Mapped[str] = mapped_column(String(512), default="")
     suggested_severity: Mapped[str | None] = mapped_column(String(16))
     severity: Mapped[str | None] = mapped_column(String(16))
+    automated: Mapped[str | None] = mapped_column(String(64))
     credit_as: Mapped[str | None] = mapped_column(String(255))
     anonymous: Mapped[bool] = mapped_column(Boolean, default=False)
     urls: Mapped[list[str]] = mapped_column(JSON, default=list)
@@ -206,3 +207,31 @@ class CalendarChange(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     removed_by: Mapped[str | None] = mapped_column(String(255))
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class OutboxMessage(Base):
+    """One outbound mail, written in the transaction of the state change that caused it.
+    `key` is unique (one acknowledgement per report, one alert per deadline), so whatever
+    runs twice enqueues once; `content` is the finished message, so a retry sends the same
+    bytes with the same Message-ID."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    report_id: Mapped[int | None] = mapped_column(ForeignKey("reports.id"), index=True)
+    envelope_from: Mapped[str] = mapped_column(String(512))
+    recipients: Mapped[list[str]] = mapped_column(JSON)
+    auto_reply_to: Mapped[str | None] = mapped_column(String(512), index=True)
+    message_id: Mapped[str] = mapped_column(String(255))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_reply: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_outbox_status_next_attempt", "status", "next_attempt_at"),)

@@ -69,6 +69,7 @@ class ParsedMessage:
     attachments: tuple[ParsedAttachment, ...]
     statements: ReporterStatements
     defects: tuple[str, ...] = field(default_factory=tuple)
+    automation_signals: tuple[str, ...] = field(default_factory=tuple)
 
 
 def parse_message(raw: bytes) -> ParsedMessage:
@@ -148,7 +149,26 @@ def message_of(normalized: bytes, headers: email.message.Message, body: BodyFact
         attachments=body.attachments,
         statements=reporter_statements(body.text),
         defects=body.defects + (() if sender or not headers.get_all("From") else ("AmbiguousFrom",)),
+        automation_signals=automation_signals(headers),
     )
+
+
+def automation_signals(headers: email.message.Message) -> tuple[str, ...]:
+    """Headers saying a machine sent this (RFC 3834, RFC 2369, RFC 3462, Microsoft's own)."""
+    signals = []
+    auto_submitted = single_line(header_text(headers.get("Auto-Submitted"))).lower()
+    if auto_submitted and auto_submitted.split(";")[0].strip() != "no":
+        signals.append(f"Auto-Submitted: {auto_submitted[:60]}")
+    precedence = single_line(header_text(headers.get("Precedence"))).lower()
+    if precedence in ("bulk", "junk", "list"):
+        signals.append(f"Precedence: {precedence}")
+    for name in ("List-Id", "List-Unsubscribe", "X-Auto-Response-Suppress"):
+        if headers.get(name) is not None:
+            signals.append(name)
+    if headers.get_content_type() == "multipart/report":
+        signals.append("Content-Type: multipart/report")
+    signals += [f"X-Loop: {single_line(header_text(value))[:254]}" for value in headers.get_all("X-Loop", [])]
+    return tuple(signals)
 
 
 def decoded_header(value: object) -> str:

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailintake.calendar_admin import effective_calendar
 from mailintake.config import CalendarConfig, Config
+from mailintake.mailer import Mailer
 from mailintake.db import transaction
 from mailintake.milestones import refresh_milestones
 from mailintake.models import InboundMessage, Report
@@ -44,11 +45,12 @@ class ProcessingRules:
     retry_interval: float
     policy: Policy
     calendar: CalendarConfig
+    mailer: Mailer
 
     @classmethod
-    def from_config(cls, config: Config) -> ProcessingRules:
+    def from_config(cls, config: Config, mailer: Mailer) -> ProcessingRules:
         intake = config.intake
-        return cls(intake.tracking_prefix, intake.max_parse_attempts, intake.retry_interval, config.sla, config.calendar)
+        return cls(intake.tracking_prefix, intake.max_parse_attempts, intake.retry_interval, config.sla, config.calendar, mailer)
 
 
 @dataclass(frozen=True)
@@ -146,20 +148,23 @@ def record_parsed(sessions: sessionmaker[Session], rules: ProcessingRules, inbou
             return Outcome(inbound_id, "skipped")
         inbound = session.get(InboundMessage, inbound_id)
         assert inbound is not None
-        report = existing or new_report_with_deadlines(session, rules, parsed, inbound, now)
+        report = existing or new_report_with_mail(session, rules, parsed, inbound, now)
         inbound.report_id = report.id
         log.info("inbound %d %s as %s", inbound_id, "recorded as duplicate of" if existing else "became report", report.tracking_id)
         return Outcome(inbound_id, status, report.tracking_id)
 
 
-def new_report_with_deadlines(session: Session, rules: ProcessingRules, parsed: ParsedMessage, inbound: InboundMessage, now: datetime) -> Report:
-    """Deadlines are computed in a savepoint: if they cannot be, the report still exists."""
+def new_report_with_mail(session: Session, rules: ProcessingRules, parsed: ParsedMessage, inbound: InboundMessage, now: datetime) -> Report:
+    """A new report, its deadlines and the mail it causes, in one transaction. Deadlines are
+    computed in a savepoint: if they cannot be, the report and the staff notification still are."""
     report = create_report(session, parsed, inbound, rules.tracking_prefix, now)
+    calendar = effective_calendar(session, rules.calendar)
     try:
         with session.begin_nested():
-            refresh_milestones(session, report, rules.policy, effective_calendar(session, rules.calendar), now)
+            refresh_milestones(session, report, rules.policy, calendar, now)
     except (ValueError, ArithmeticError) as error:
         log.error("report %s: deadlines could not be computed (%s)", report.tracking_id, type(error).__name__)
+    rules.mailer.report_received(session, report, parsed, inbound, calendar, now)
     return report
 
 

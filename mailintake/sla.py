@@ -23,7 +23,7 @@ from mailintake.durations import Duration, DurationError, parse_duration
 
 RECEIVED = "received"
 SEVERITIES = ("low", "medium", "high", "critical")
-MILESTONE_KEYS = ("after", "every", "severity", "until", "warn_at", "within")
+MILESTONE_KEYS = ("after", "auto", "every", "severity", "until", "warn_at", "within")
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 
 State = Literal["ok", "warning", "breached", "met", "waiting"]
@@ -43,6 +43,7 @@ class Milestone:
     warn_at: float | None = None
     every: Duration | None = None
     until: str | None = None
+    auto: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME_RE.fullmatch(self.name) or self.name == RECEIVED:
@@ -59,6 +60,10 @@ class Milestone:
             raise PolicyError(f"[sla.{self.name}] warn_at needs a deadline: set 'within' or 'every'")
         if self.until is not None and self.every is None:
             raise PolicyError(f"[sla.{self.name}] 'until' only ends a recurring duty: set 'every' or drop 'until'")
+        if not isinstance(self.auto, bool):
+            raise PolicyError(f"[sla.{self.name}] auto must be true or false, got {self.auto!r}")
+        if self.auto and (self.recurring or self.after != RECEIVED):
+            raise PolicyError(f"[sla.{self.name}] auto = true means the automatic acknowledgement meets it: only for a one-off milestone after \"received\"")
 
     def _ordered_overrides(self) -> SeverityWithin:
         overrides = dict(self.severity_within)
@@ -147,6 +152,7 @@ def _milestone_from_table(name: str, table: object) -> Milestone:
         warn_at=_fraction(name, table.get("warn_at")),
         every=_optional_duration(name, "every", table.get("every")),
         until=None if table.get("until") is None else _text(name, "until", table["until"]),
+        auto=table.get("auto", False),
     )
 
 

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -22,20 +23,28 @@ def free_port() -> int:
 
 
 def write_config(path: Path, database_url: str, **overrides: object) -> Path:
-    intake = {"addresses": list(ADDRESSES), "max_message_size": 200_000, "retry_interval": 1} | overrides.pop("intake", {})
-    listener = {"host": "127.0.0.1", "port": free_port(), "protocol": "smtp"} | overrides.pop("listener", {})
-    assert not overrides, f"unknown overrides {overrides}"
-    lines = ["[intake]"] + [f"{key} = {json.dumps(value)}" for key, value in intake.items()]
-    lines += ["", "[listener]"] + [f"{key} = {json.dumps(value)}" for key, value in listener.items()]
-    lines += ["", "[database]", f"url = {json.dumps(database_url)}", "", "[logging]", 'level = "INFO"']
+    """A config for a test daemon; each keyword is a section whose keys override the defaults
+    here, and `extra` is TOML appended as it is (e.g. an SLA preset)."""
+    extra = str(overrides.pop("extra", ""))
+    sections = {
+        "intake": {"addresses": list(ADDRESSES), "max_message_size": 200_000, "retry_interval": 1},
+        "listener": {"host": "127.0.0.1", "port": free_port(), "protocol": "smtp", "shutdown_grace": 10},
+        "relay": {"host": "127.0.0.1", "port": free_port(), "timeout": 5},
+        "outbox": {"retry_interval": 1},
+        "scheduler": {"sla_interval": 1, "outbox_interval": 1, "digest_time": ""},
+    }
+    for name, values in overrides.items():
+        sections[name] = sections.get(name, {}) | dict(values)  # type: ignore[arg-type]
+    lines = []
+    for name, values in sections.items():
+        lines += [f"[{name}]"] + [f"{key} = {json.dumps(value)}" for key, value in values.items()] + [""]
+    lines += ["[database]", f"url = {json.dumps(database_url)}", "", "[logging]", 'level = "INFO"', "", extra]
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
-def config_port(path: Path) -> int:
-    import tomllib
-
-    return tomllib.loads(path.read_text())["listener"]["port"]
+def config_port(path: Path, section: str = "listener") -> int:
+    return tomllib.loads(path.read_text())[section]["port"]
 
 
 class DaemonProcess:
@@ -43,6 +52,7 @@ class DaemonProcess:
         self.config_path = config_path
         self.log_path = log_path
         self.port = config_port(config_path)
+        self.relay_port = config_port(config_path, "relay")
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 20.0) -> None:

@@ -7,7 +7,9 @@ from email.message import EmailMessage
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailintake.config import load_config
+from mailintake.config import Config, load_config
+from mailintake.mailer import Mailer
+from mailintake.templates import Templates
 from mailintake.db import transaction
 from mailintake.processing import ProcessingRules
 from mailintake.models import InboundMessage, Report
@@ -52,4 +54,9 @@ def reports(sessions: sessionmaker[Session]) -> list[Report]:
 
 def example_rules() -> ProcessingRules:
     """Processing as configured by config.example.toml (policy A, NL calendar)."""
-    return ProcessingRules.from_config(load_config(Path(__file__).resolve().parents[2] / "config.example.toml", environ={}))
+    return rules_for(load_config(Path(__file__).resolve().parents[2] / "config.example.toml", environ={}))
+
+
+def rules_for(config: Config) -> ProcessingRules:
+    """Processing as `serve` sets it up for this config, with the shipped templates."""
+    return ProcessingRules.from_config(config, Mailer(config, Templates(config.templates.dir)))

@@ -21,18 +21,22 @@ from mailintake.calendar_admin import effective_calendar
 from mailintake.config import load_config
 from mailintake.db import transaction
 from mailintake.intake import Delivery, store_delivery
-from mailintake.milestones import meet_milestone, milestones_due_before, record_promise, refresh_open_reports
+from mailintake.milestones import meet_milestone, milestones_due_before, refresh_open_reports
 from mailintake.models import CalendarChange, MilestoneRecord, Report
 from mailintake.processing import ProcessingRules, process_inbound
 from tests.daemon import REPO
-from tests.integration.helpers import example_rules, report_mail
+from tests.integration.helpers import example_rules, report_mail, rules_for
 from tests.integration.test_processing import DirectParser
 
 UTC = timezone.utc
 
 
-def receive(sessions: sessionmaker[Session], rules: ProcessingRules, received_at: datetime, number: int = 1) -> str:
+def receive(sessions: sessionmaker[Session], rules: ProcessingRules, received_at: datetime, number: int = 1, acknowledged: bool = True) -> str:
+    """A report processed at `received_at`; unless `acknowledged`, it carries a loop signal, so
+    no acknowledgement promises its deadlines."""
     raw = report_mail(message_id=f"<deadline-{number}@example.org>", body=f"report {number}")
+    if not acknowledged:
+        raw = b"Auto-Submitted: auto-generated\r\n" + raw
     inbound_id = store_delivery(sessions, Delivery(received_at, "smtp", "127.0.0.1", "client", "r@example.org", ("security@example.com",), raw))
     outcome = process_inbound(sessions, DirectParser(), rules, inbound_id, lambda: received_at)
     assert outcome.status == "processed"
@@ -77,7 +81,7 @@ def test_a_new_report_gets_its_policy_deadlines_on_arrival(sessions: sessionmake
 
 def test_a_chained_deadline_starts_when_the_first_milestone_is_actually_met(sessions: sessionmaker[Session], tmp_path: Path, database_url: str) -> None:
     config = load_config(config_file(tmp_path, database_url, "policy-b.toml"), environ={})
-    rules = ProcessingRules.from_config(config)
+    rules = rules_for(config)
     # Policy B. Fri 20 Nov 2026 16:00 local = 15:00 UTC.
     tracking_id = receive(sessions, rules, datetime(2026, 11, 20, 15, 0, tzinfo=UTC))
     # confirm: Mon 23, Tue 24, Wed 25 Nov → Wed 25 Nov 17:00 local; assess waits for confirm.
@@ -94,12 +98,10 @@ def test_a_chained_deadline_starts_when_the_first_milestone_is_actually_met(sess
 
 def test_holidays_add_recomputes_open_deadlines_but_a_promise_never_moves_later(sessions: sessionmaker[Session], tmp_path: Path, database_url: str) -> None:
     config = config_file(tmp_path, database_url)
-    rules = ProcessingRules.from_config(load_config(config, environ={}))
+    rules = rules_for(load_config(config, environ={}))
+    # The acknowledgement of the first report promises its deadlines; the second is not acknowledged.
     promised_id = receive(sessions, rules, datetime(2026, 12, 18, 16, 30, tzinfo=UTC), 1)
-    open_id = receive(sessions, rules, datetime(2026, 12, 18, 16, 31, tzinfo=UTC), 2)
-    with transaction(sessions) as session:
-        report = session.scalars(select(Report).where(Report.tracking_id == promised_id).options(selectinload(Report.milestones))).one()
-        record_promise(report, ("assess",))
+    open_id = receive(sessions, rules, datetime(2026, 12, 18, 16, 31, tzinfo=UTC), 2, acknowledged=False)
 
     added = run_cli(config, "holidays", "add", "2026-12-21..2026-12-23", "office move", "--by", "alice")
     assert added.returncode == 0, added.stderr
@@ -184,7 +186,7 @@ def test_calendar_deadline_explains_itself_and_the_calendar_exports_as_ics(tmp_p
 
 def test_recomputing_only_reports_due_after_the_change_misses_nothing(sessions: sessionmaker[Session], tmp_path: Path, database_url: str) -> None:
     config = config_file(tmp_path, database_url)
-    rules = ProcessingRules.from_config(load_config(config, environ={}))
+    rules = rules_for(load_config(config, environ={}))
     start = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
     for number in range(12):
         receive(sessions, rules, start + timedelta(hours=37 * number), number)
@@ -197,7 +199,7 @@ def test_recomputing_only_reports_due_after_the_change_misses_nothing(sessions: 
 
 def test_sla_recompute_applies_an_edited_config_calendar_to_open_reports(sessions: sessionmaker[Session], tmp_path: Path, database_url: str) -> None:
     config = config_file(tmp_path, database_url)
-    tracking_id = receive(sessions, ProcessingRules.from_config(load_config(config, environ={})), datetime(2026, 12, 18, 16, 30, tzinfo=UTC))
+    tracking_id = receive(sessions, rules_for(load_config(config, environ={})), datetime(2026, 12, 18, 16, 30, tzinfo=UTC))
     config.write_text(config.read_text().replace('hours = "09:00-17:00"', 'hours = "09:00-15:00"'))
     assert run_cli(config, "sla", "recompute").stdout == "1 open deadline(s) moved\n"
     # assess: still Wed 23 Dec, now at the new closing time 15:00 local = 14:00 UTC.

@@ -74,7 +74,7 @@ def test_policy_from_mapping_builds_ordered_milestones() -> None:
     ("tables", "message"),
     [
         ({"assess": {"withn": "3 business days"}},
-         "[sla.assess] unknown key 'withn' (expected one of: after, every, severity, until, warn_at, within)"),
+         "[sla.assess] unknown key 'withn' (expected one of: after, auto, every, severity, until, warn_at, within)"),
         ({"assess": {"within": "3 fortnights"}}, "[sla.assess] within: invalid duration '3 fortnights': expected"),
         ({"assess": {"within": 3}}, "[sla.assess] within must be a quoted duration"),
         ({"assess": {"within": "3 business days", "after": "acknowledged"}},
@@ -253,3 +253,22 @@ def test_preset_b_chains_the_assessment_on_the_confirmation() -> None:
     assert iso(assess.due_at) == "2026-11-27T17:00+01:00", "confirmed Tue 24: Wed 25, Thu 26, Fri 27"
     assert iso(assess.warn_at) == "2026-11-26T09:30+01:00", "31 h allowed (Tue 7 + 3 x 8), half = 15h30: Tue 7, Wed 8, Thu 0h30"
     assert assess.state == "warning"
+
+
+@pytest.mark.parametrize(
+    ("tables", "message"),
+    [
+        ({"update": {"every": "10 business days", "auto": True}}, "[sla.update] auto = true means the automatic acknowledgement meets it"),
+        ({"confirm": {"within": "3 business days"}, "assess": {"within": "3 business days", "after": "confirm", "auto": True}}, "[sla.assess] auto = true"),
+        ({"acknowledge": {"within": "24 hours", "auto": "yes"}}, "[sla.acknowledge] auto must be true or false"),
+    ],
+)
+def test_auto_is_only_for_a_one_off_milestone_after_receipt(tables: dict, message: str) -> None:
+    with pytest.raises(PolicyError) as raised:
+        policy_from_mapping(tables)
+    assert str(raised.value).startswith(message)
+
+
+def test_auto_marks_the_milestone_the_acknowledgement_meets() -> None:
+    policy = policy_from_mapping({"acknowledge": {"within": "24 hours", "auto": True}, "assess": {"within": "3 business days"}})
+    assert [milestone.auto for milestone in policy.milestones] == [True, False]

@@ -1,0 +1,198 @@
+"""What mail each event causes: the template, its context, the headers, the outbox key.
+
+Called inside the transaction of the event (a new report, an SLA pass, a delivery
+failure), so the outbox row commits or rolls back with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from mailintake.calendar import BusinessCalendar, format_skipped_days
+from mailintake.compose import compose, message_bytes
+from mailintake.config import Config
+from mailintake.durations import duration_text
+from mailintake.loops import LOOP_HEADER, no_auto_reply_reason, our_message_id
+from mailintake.milestones import CLOSED_STATUSES, record_promise
+from mailintake.models import InboundMessage, Message, MilestoneRecord, Report
+from mailintake.outbox import Outgoing, auto_replies_since, enqueue
+from mailintake.parsing import ParsedMessage
+from mailintake.templates import Templates
+
+log = logging.getLogger(__name__)
+
+MILESTONE_TITLES = {
+    "acknowledge": "Acknowledgement",
+    "confirm": "Confirmation of receipt",
+    "assess": "Initial assessment",
+    "update": "Progress update",
+    "resolve": "Resolution",
+    "notify_resolved": "Resolution notice",
+}
+STAFF_COMMANDS = (
+    ("#status triaged|accepted|fixing|resolved|rejected|duplicate SEC-…|out-of-scope", "set the report's status"),
+    ("#severity low|medium|high|critical", "set the severity (per-severity deadlines follow it)"),
+    ("#assign NAME", "assign the report"),
+    ("#assessment", "this reply is the assessment; add #eta YYYY-MM-DD"),
+    ("#internal", "keep this reply as an internal note; nothing goes to the reporter"),
+    ("#credit \"Name\"", "how the reporter is credited"),
+    ("#wait / #resume", "pause or resume the SLA clocks while waiting on the reporter"),
+)
+
+
+class Mailer:
+    def __init__(self, config: Config, templates: Templates) -> None:
+        self.config = config
+        self.templates = templates
+        self.sender = config.intake.reply_address
+        self.domain = self.sender.rpartition("@")[2]
+        self.sender_name = f"{config.templates.organisation} Security"
+
+    def report_received(self, session: Session, report: Report, parsed: ParsedMessage, inbound: InboundMessage, calendar: BusinessCalendar, now: datetime) -> None:
+        """A new report: staff are told; the reporter is acknowledged unless that would be a loop."""
+        reason = no_auto_reply_reason(parsed, inbound.envelope_from, self.config.intake.addresses + (self.sender,))
+        if reason is None and auto_replies_since(session, inbound.envelope_from, now - timedelta(hours=1)) >= self.config.outbox.auto_replies_per_hour:
+            reason = "automatic reply limit for this sender reached"
+        report.automated = reason
+        message = report.messages[0]
+        context = self.report_context(report, calendar) | {"body": message.body_text, "reply_address": self.sender, "commands": [{"usage": usage, "help": text} for usage, text in STAFF_COMMANDS]}
+        attachments = [(item.filename, item.content_type, item.content) for item in message.attachments]
+        self.enqueue_mail(session, f"notify:{report.id}", "staff_notification", self.config.staff.notify, context, now, report=report, attachments=attachments)
+        if reason is not None:
+            log.info("report %s: no acknowledgement (%s)", report.tracking_id, reason)
+            return
+        acknowledgement = self.report_context(report, calendar) | {"reply_address": self.sender}
+        # The acknowledgement itself meets the `auto` milestones: it promises only the others.
+        acknowledgement["deadlines"] = [item for item in acknowledgement["deadlines"] if not self.is_auto(item["name"])]
+        try:
+            self.enqueue_mail(
+                session, f"ack:{report.id}", "acknowledgement", (inbound.envelope_from,), acknowledgement, now,
+                report=report, in_reply_to=message.message_id, auto_submitted="auto-replied", auto_reply_to=inbound.envelope_from,
+            )
+        except ValueError:
+            # An envelope sender we cannot address (non-ASCII local part, mangled bytes).
+            report.automated = "sender address cannot be answered automatically"
+            log.info("report %s: no acknowledgement (%s)", report.tracking_id, report.automated)
+            return
+        record_promise(report, tuple(item["name"] for item in acknowledgement["deadlines"]))
+
+    def sla_alert(self, session: Session, kind: str, record: MilestoneRecord, calendar: BusinessCalendar, now: datetime) -> bool:
+        """kind: sla_warning, sla_breach, sla_escalation or progress_reminder; once per deadline."""
+        report = record.report
+        assert record.due_at is not None
+        recipients = self.config.staff.alerts if kind == "sla_escalation" else self.config.staff.notify
+        context = self.report_context(report, calendar) | {"milestone": self.milestone_context(record, calendar, now)}
+        key = f"{kind}:{record.id}:{record.due_at.isoformat()}"
+        return self.enqueue_mail(session, key, kind, recipients, context, now, report=report, in_reply_to=self.notification_id(report))
+
+    def daily_digest(self, session: Session, day: date, calendar: BusinessCalendar, now: datetime) -> bool:
+        reports = list(session.scalars(select(Report).where(Report.status.not_in(CLOSED_STATUSES)).options(selectinload(Report.milestones)).order_by(Report.id)))
+        awaiting = [(report, record) for report in reports for record in report.milestones if record.awaiting and record.due_at is not None]
+        week_end = day + timedelta(days=7 - day.weekday())
+
+        def item(report: Report, record: MilestoneRecord) -> dict[str, Any]:
+            return {"tracking_id": report.tracking_id, "subject": report.subject, "milestone": title_of(record.name), "due": local_text(record.due_at, calendar)}
+
+        local_due = [(report, record, record.due_at.astimezone(calendar.zone).date()) for report, record in awaiting]
+        context = {
+            "date": day.isoformat(),
+            "open_reports": [self.report_summary(report, calendar) for report in reports],
+            "overdue": [item(report, record) for report, record, _ in local_due if record.due_at < now],
+            "due_today": [item(report, record) for report, record, due_day in local_due if due_day == day and record.due_at >= now],
+            "due_this_week": [item(report, record) for report, record, due_day in local_due if day < due_day < week_end],
+        }
+        return self.enqueue_mail(session, f"digest:{day.isoformat()}", "daily_digest", self.config.staff.notify, context, now)
+
+    def delivery_failure(self, session: Session, outbox_id: int, kind: str, recipients: Sequence[str], reply: str, attempts: int, report: Report | None, now: datetime) -> bool:
+        failure = {"kind": kind.replace("_", " "), "recipients": list(recipients), "reply": reply, "attempts": attempts, "tracking_id": report.tracking_id if report else None}
+        return self.enqueue_mail(session, f"delivery_failure:{outbox_id}", "delivery_failure", self.config.staff.alerts, {"failure": failure}, now, report=report)
+
+    def enqueue_mail(
+        self, session: Session, key: str, template: str, recipients: Iterable[str], context: dict[str, Any], now: datetime, *,
+        report: Report | None = None, in_reply_to: str | None = None, auto_submitted: str = "auto-generated",
+        auto_reply_to: str | None = None, attachments: Sequence[tuple[str, str, bytes]] = (),
+    ) -> bool:
+        to = tuple(recipients)
+        if not to:
+            log.warning("no recipients configured for %s mail; nothing sent", template)
+            return False
+        rendered = self.templates.render(template, self.common_context(now) | context)
+        message_id = self.message_id_for(key)
+        message = compose(
+            sender=self.sender, sender_name=self.sender_name, to=to, subject=rendered.subject, text=rendered.text, html=rendered.html,
+            message_id=message_id, date=now, tracking_id=report.tracking_id if report else None, in_reply_to=in_reply_to,
+            references=self.thread_of(report), reply_to=self.sender, auto_submitted=auto_submitted, attachments=attachments,
+            extra_headers={LOOP_HEADER: self.sender},
+        )
+        outgoing = Outgoing(key, template, self.sender, to, message_id, message_bytes(message), report.id if report else None, auto_reply_to)
+        return enqueue(session, outgoing, now)
+
+    def is_auto(self, milestone: str) -> bool:
+        return milestone in self.config.sla.names and self.config.sla.milestone(milestone).auto
+
+    def message_id_for(self, key: str) -> str:
+        return our_message_id(hashlib.sha256(key.encode()).hexdigest()[:32], self.domain)
+
+    def notification_id(self, report: Report) -> str:
+        return self.message_id_for(f"notify:{report.id}")
+
+    def thread_of(self, report: Report | None) -> tuple[str, ...]:
+        if report is None:
+            return ()
+        return tuple(message.message_id for message in report.messages if isinstance(message, Message) and message.message_id)
+
+    def common_context(self, now: datetime) -> dict[str, Any]:
+        return {"organisation": self.config.templates.organisation, "policy_url": self.config.templates.policy_url, "now": now.isoformat(timespec="minutes")}
+
+    def report_context(self, report: Report, calendar: BusinessCalendar) -> dict[str, Any]:
+        return {"report": self.report_summary(report, calendar), "deadlines": deadlines_of(report, calendar)}
+
+    def report_summary(self, report: Report, calendar: BusinessCalendar) -> dict[str, Any]:
+        first = report.messages[0] if report.messages else None
+        upcoming = sorted((record for record in report.milestones if record.awaiting and record.due_at), key=lambda record: record.due_at)
+        return {
+            "tracking_id": report.tracking_id,
+            "subject": report.subject,
+            "received_at": local_text(report.received_at, calendar),
+            "status": report.status,
+            "severity": report.severity,
+            "suggested_severity": report.suggested_severity,
+            "reporter": report.reporter.address if report.reporter else report.envelope_sender,
+            "credit_as": report.credit_as,
+            "urls": list(report.urls),
+            "attachments": [{"filename": item.filename, "content_type": item.content_type, "size": item.size, "sha256": item.sha256} for item in (first.attachments if first else [])],
+            "next_deadline": {"title": title_of(upcoming[0].name), "due": local_text(upcoming[0].due_at, calendar)} if upcoming else None,
+        }
+
+    def milestone_context(self, record: MilestoneRecord, calendar: BusinessCalendar, now: datetime) -> dict[str, Any]:
+        assert record.due_at is not None
+        if now > record.due_at:
+            left, state = f"overdue by {duration_text(now - record.due_at)}", "breached"
+        else:
+            left, state = f"{duration_text(calendar.business_time_between(now, record.due_at))} business time left", "warning"
+        return {"name": record.name, "title": title_of(record.name), "due": local_text(record.due_at, calendar), "state": state, "left": left}
+
+
+def deadlines_of(report: Report, calendar: BusinessCalendar) -> list[dict[str, Any]]:
+    """The report's open deadlines as promised to the reporter, each explaining the days skipped."""
+    deadlines = []
+    for record in sorted((record for record in report.milestones if record.awaiting and record.due_at and record.started_at), key=lambda record: record.due_at):
+        skipped = format_skipped_days(calendar.skipped_days(record.started_at, record.due_at))
+        deadlines.append({"name": record.name, "title": title_of(record.name), "due": local_text(record.due_at, calendar), "explanation": skipped})
+    return deadlines
+
+
+def title_of(name: str) -> str:
+    return MILESTONE_TITLES.get(name, name.replace("_", " ").capitalize())
+
+
+def local_text(moment: datetime, calendar: BusinessCalendar) -> str:
+    return moment.astimezone(calendar.zone).strftime("%a %d %b %Y %H:%M %Z")
+

@@ -1,0 +1,204 @@
+"""The daemon talks: acknowledgements, staff notifications, SLA alerts, retries and
+failures, through a real aiosmtpd relay on loopback. SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import signal
+import smtplib
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailintake.db import transaction
+from mailintake.models import MilestoneRecord, OutboxMessage
+from tests.daemon import REPO
+from tests.integration.helpers import report_mail, reports, wait_until_processed
+from tests.integration.relay import Relay
+
+pytestmark = pytest.mark.slow
+
+FIXTURES = REPO / "tests" / "fixtures" / "mail"
+TEAM, LEADS = "team@example.com", "leads@example.com"
+POLICY_A = (REPO / "presets" / "policy-a.toml").read_text()
+STAFF = {"staff": {"notify": [TEAM], "alerts": [LEADS]}, "calendar": {"timezone": "Europe/Amsterdam", "country": "NL"}, "extra": POLICY_A}
+
+
+def send(port: int, raw: bytes, sender: str = "researcher@example.org") -> None:
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.sendmail(sender, ["security@example.com"], raw)
+
+
+def run_cli(config: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
+    environment = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "mailintake", "--config", str(config), *arguments], capture_output=True, text=True, cwd=REPO, env=environment, timeout=60)
+
+
+def outbox(sessions: sessionmaker[Session]) -> list[OutboxMessage]:
+    with transaction(sessions) as session:
+        return list(session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
+
+
+def wait_for_outbox(sessions: sessionmaker[Session], predicate, timeout: float = 30.0) -> list[OutboxMessage]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = outbox(sessions)
+        if predicate(rows):
+            return rows
+        time.sleep(0.1)
+    raise AssertionError(f"outbox never matched: {[(row.kind, row.status, row.attempts, row.last_reply) for row in outbox(sessions)]}")
+
+
+def test_a_new_report_is_acknowledged_in_thread_and_staff_get_it_with_attachments(daemon_factory, sessions: sessionmaker[Session]) -> None:
+    daemon = daemon_factory(**STAFF)
+    relay = Relay(daemon.relay_port).start()
+    try:
+        raw = (FIXTURES / "multipart-attachments.eml").read_bytes()
+        send(daemon.port, raw, sender="anon-7f3k@mailbox.example.net")
+        relay.wait_for(2)
+        wait_for_outbox(sessions, lambda rows: len(rows) == 2 and all(row.status == "sent" for row in rows))
+        [report] = reports(sessions)
+        [ack] = relay.to("anon-7f3k@mailbox.example.net")
+        [notification] = relay.to(TEAM)
+    finally:
+        relay.stop()
+    message = ack.message
+    original_id = "<" + next(line for line in raw.decode("latin-1").splitlines() if line.lower().startswith("message-id:")).split(":", 1)[1].strip().strip("<>") + ">"
+    assert ack.mail_from == "security@example.com"
+    assert message["From"].addresses[0].addr_spec == "security@example.com"
+    assert message["Subject"].startswith(f"[{report.tracking_id}] ")
+    assert message["In-Reply-To"] == original_id and original_id in message["References"]
+    assert message["Auto-Submitted"] == "auto-replied"
+    assert message["Message-ID"].endswith("@example.com>")
+    body = message.get_body(("plain",)).get_content()
+    assert report.tracking_id in body and "Initial assessment" in body
+    staff = notification.message
+    assert staff["Subject"].startswith(f"[{report.tracking_id}] ")
+    assert {part.get_filename() for part in staff.iter_attachments()} == {"screenshot.png", "report.pdf", "poc.py"}
+    assert "insecure direct object reference" in staff.get_body(("plain",)).get_content()
+    with transaction(sessions) as session:
+        acknowledge = session.scalars(select(MilestoneRecord).where(MilestoneRecord.name == "acknowledge")).one()
+        assert acknowledge.met_at is not None and acknowledge.met_by == "automatic acknowledgement"
+        assess = session.scalars(select(MilestoneRecord).where(MilestoneRecord.name == "assess")).one()
+        assert assess.promised_due_at == assess.due_at is not None
+
+
+def test_warning_breach_and_escalation_are_sent_once_even_across_passes_and_restarts(daemon_factory, sessions: sessionmaker[Session]) -> None:
+    daemon = daemon_factory(**STAFF)
+    relay = Relay(daemon.relay_port).start()
+    try:
+        send(daemon.port, report_mail())
+        relay.wait_for(2)
+        status = json.loads(run_cli(daemon.config_path, "sla", "status", "--json").stdout)
+        assess = next(item for item in status if item["milestone"] == "assess")
+        warn_at, due_at = datetime.fromisoformat(assess["warn_at"]), datetime.fromisoformat(assess["due_at"])
+        between = (warn_at + (due_at - warn_at) / 2).isoformat()
+        after = (due_at + timedelta(minutes=5)).isoformat()
+        for moment in (between, between, after, after):
+            assert run_cli(daemon.config_path, "sla", "check", "--now", moment).returncode == 0
+        relay.wait_for(5)
+        daemon.terminate()
+        daemon.restart()
+        assert run_cli(daemon.config_path, "sla", "check", "--now", after).stdout.endswith(": 0 mail(s) enqueued\n")
+        time.sleep(2)
+        kinds = sorted(row.kind for row in outbox(sessions))
+        assert kinds == ["acknowledgement", "sla_breach", "sla_escalation", "sla_warning", "staff_notification"]
+        assert [len(relay.to(TEAM)), len(relay.to(LEADS))] == [3, 1]
+        [escalation] = relay.to(LEADS)
+        assert "Initial assessment" in escalation.message.get_body(("plain",)).get_content()
+    finally:
+        relay.stop()
+
+
+def test_relay_down_means_retries_then_one_delivery_when_it_is_back(daemon_factory, sessions: sessionmaker[Session]) -> None:
+    daemon = daemon_factory(**STAFF)
+    send(daemon.port, report_mail())
+    wait_for_outbox(sessions, lambda rows: len(rows) == 2 and all(row.attempts >= 2 and row.status == "pending" for row in rows))
+    assert all("relay unreachable" in row.last_reply for row in outbox(sessions))
+    relay = Relay(daemon.relay_port).start()
+    try:
+        wait_for_outbox(sessions, lambda rows: all(row.status == "sent" for row in rows), timeout=60)
+        time.sleep(2)
+        assert len(relay.received) == 2
+    finally:
+        relay.stop()
+
+
+def test_a_550_from_the_relay_fails_the_mail_and_alerts_staff(daemon_factory, sessions: sessionmaker[Session]) -> None:
+    daemon = daemon_factory(**STAFF)
+    relay = Relay(daemon.relay_port)
+    relay.handler.refuse.add("gone@example.org")
+    relay.start()
+    try:
+        send(daemon.port, report_mail(sender="gone@example.org"), sender="gone@example.org")
+        rows = wait_for_outbox(sessions, lambda rows: any(row.kind == "delivery_failure" and row.status == "sent" for row in rows))
+        [ack] = [row for row in rows if row.kind == "acknowledgement"]
+        assert (ack.status, ack.attempts, ack.last_reply) == ("failed", 1, "550 5.1.1 Mailbox unavailable")
+        [alert] = relay.to(LEADS)
+        assert "550" in alert.message.get_body(("plain",)).get_content()
+        assert "gone@example.org" not in daemon.log()
+    finally:
+        relay.stop()
+
+
+@pytest.mark.parametrize("fixture", ["auto-reply.eml", "bounce-dsn.eml"])
+def test_auto_replies_and_bounces_are_stored_and_never_answered(daemon_factory, sessions: sessionmaker[Session], fixture: str) -> None:
+    daemon = daemon_factory(**STAFF)
+    relay = Relay(daemon.relay_port).start()
+    try:
+        sender = "" if fixture == "bounce-dsn.eml" else "m.kowalczyk@example.net"
+        with smtplib.SMTP("127.0.0.1", daemon.port, timeout=30) as client:
+            client.sendmail(sender, ["security@example.com"], (FIXTURES / fixture).read_bytes())
+        relay.wait_for(1)
+        time.sleep(1.5)
+        [report] = reports(sessions)
+        assert report.automated
+        assert [row.kind for row in outbox(sessions)] == ["staff_notification"]
+        assert [item.rcpt_tos for item in relay.received] == [[TEAM]]
+    finally:
+        relay.stop()
+
+
+def test_mailing_list_mail_is_not_answered(daemon_factory, sessions: sessionmaker[Session]) -> None:
+    daemon = daemon_factory(**STAFF)
+    raw = report_mail().replace(b"Subject:", b"List-Id: <announce.lists.example.org>\r\nPrecedence: list\r\nSubject:", 1)
+    send(daemon.port, raw)
+    wait_until_processed(sessions, 1)
+    assert reports(sessions)[0].automated == "Precedence: list"
+    assert [row.kind for row in outbox(sessions)] == ["staff_notification"]
+
+
+def test_a_flooding_sender_gets_at_most_the_configured_acknowledgements(daemon_factory, sessions: sessionmaker[Session]) -> None:
+    daemon = daemon_factory(outbox={"auto_replies_per_hour": 5}, **STAFF)
+    for number in range(50):
+        send(daemon.port, report_mail(message_id=f"<flood-{number}@example.org>", body=f"flood {number}"), sender="flood@example.org")
+    wait_until_processed(sessions, 50)
+    kinds = [row.kind for row in outbox(sessions)]
+    assert kinds.count("acknowledgement") == 5 and kinds.count("staff_notification") == 50
+    assert sum(report.automated == "automatic reply limit for this sender reached" for report in reports(sessions)) == 45
+
+
+def test_killed_between_enqueue_and_delivery_each_row_is_delivered_exactly_once(daemon_factory, sessions: sessionmaker[Session]) -> None:
+    # Relay timeout 1 s: a row the killed daemon had claimed is free again after the 10 s lease.
+    daemon = daemon_factory(relay={"timeout": 1}, **STAFF)
+    for number in range(3):
+        send(daemon.port, report_mail(message_id=f"<kill-{number}@example.org>", body=f"kill {number}"))
+    wait_for_outbox(sessions, lambda rows: len(rows) == 6)
+    daemon.signal(signal.SIGKILL)
+    daemon.wait(10)
+    relay = Relay(daemon.relay_port).start()
+    try:
+        daemon.restart()
+        wait_for_outbox(sessions, lambda rows: all(row.status == "sent" for row in rows), timeout=60)
+        time.sleep(2)
+        message_ids = [item.message["Message-ID"] for item in relay.received]
+        assert len(message_ids) == 6 and len(set(message_ids)) == 6
+        assert sorted(message_ids) == sorted(f"<{row.message_id}>" for row in outbox(sessions))
+    finally:
+        relay.stop()
