@@ -84,7 +84,8 @@ def insert_ignoring_conflicts(session: Session, table: Any, values: dict[str, An
         statement = sqlite.insert(table).values(**values).on_conflict_do_nothing()
     else:
         statement = insert(table).values(**values)
-    return session.execute(statement).rowcount == 1
+    # RETURNING says reliably whether a row went in; rowcount does not on every driver.
+    return session.execute(statement.returning(*table.primary_key.columns)).first() is not None
 
 
 def migrations_directory() -> Path:

@@ -75,6 +75,7 @@ class Mailer:
             self.enqueue_mail(
                 session, f"ack:{report.id}", "acknowledgement", (inbound.envelope_from,), acknowledgement, now,
                 report=report, in_reply_to=message.message_id, auto_submitted="auto-replied", auto_reply_to=inbound.envelope_from,
+                language=report.language,
             )
         except ValueError:
             # An envelope sender we cannot address (non-ASCII local part, mangled bytes).
@@ -117,13 +118,13 @@ class Mailer:
     def enqueue_mail(
         self, session: Session, key: str, template: str, recipients: Iterable[str], context: dict[str, Any], now: datetime, *,
         report: Report | None = None, in_reply_to: str | None = None, auto_submitted: str = "auto-generated",
-        auto_reply_to: str | None = None, attachments: Sequence[tuple[str, str, bytes]] = (),
+        auto_reply_to: str | None = None, attachments: Sequence[tuple[str, str, bytes]] = (), language: str | None = None,
     ) -> bool:
         to = tuple(recipients)
         if not to:
             log.warning("no recipients configured for %s mail; nothing sent", template)
             return False
-        rendered = self.templates.render(template, self.common_context(now) | context)
+        rendered = self.templates.render(template, self.common_context(now) | context, language)
         message_id = self.message_id_for(key)
         message = compose(
             sender=self.sender, sender_name=self.sender_name, to=to, subject=rendered.subject, text=rendered.text, html=rendered.html,

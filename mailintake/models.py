@@ -113,6 +113,7 @@ class Report(Base):
     suggested_severity: Mapped[str | None] = mapped_column(String(16))
     severity: Mapped[str | None] = mapped_column(String(16))
     automated: Mapped[str | None] = mapped_column(String(64))
+    language: Mapped[str | None] = mapped_column(String(35))
     credit_as: Mapped[str | None] = mapped_column(String(255))
     anonymous: Mapped[bool] = mapped_column(Boolean, default=False)
     urls: Mapped[list[str]] = mapped_column(JSON, default=list)

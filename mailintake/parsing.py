@@ -30,6 +30,7 @@ CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 MAX_FILENAME_LENGTH = 255
 MAX_SUBJECT_LENGTH = 2000
 MAX_RECIPIENTS = 200
+LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8}){0,2}")
 MAX_REFERENCES = 100
 # Headers an MTA adds per delivery; left out of the content fingerprint so that one
 # message delivered once per recipient address is recognised as the same message.
@@ -70,6 +71,7 @@ class ParsedMessage:
     statements: ReporterStatements
     defects: tuple[str, ...] = field(default_factory=tuple)
     automation_signals: tuple[str, ...] = field(default_factory=tuple)
+    language: str | None = None
 
 
 def parse_message(raw: bytes) -> ParsedMessage:
@@ -150,7 +152,17 @@ def message_of(normalized: bytes, headers: email.message.Message, body: BodyFact
         statements=reporter_statements(body.text),
         defects=body.defects + (() if sender or not headers.get_all("From") else ("AmbiguousFrom",)),
         automation_signals=automation_signals(headers),
+        language=language_of(headers),
     )
+
+
+def language_of(headers: email.message.Message) -> str | None:
+    """The reporter's language tag from Content-Language or Accept-Language (first entry)."""
+    for name in ("Content-Language", "Accept-Language"):
+        first = header_text(headers.get(name)).split(",")[0].split(";")[0].strip()
+        if LANGUAGE_TAG.fullmatch(first):
+            return first.lower()
+    return None
 
 
 def automation_signals(headers: email.message.Message) -> tuple[str, ...]:

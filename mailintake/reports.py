@@ -53,6 +53,7 @@ def create_report(session: Session, parsed: ParsedMessage, inbound: InboundMessa
         anonymous=statements.anonymous,
         urls=list(statements.urls),
         endpoints=list(statements.endpoints),
+        language=parsed.language,
         received_at=inbound.received_at,
         created_at=now,
     )

@@ -45,11 +45,13 @@ def upgrade() -> None:
 
     with op.batch_alter_table('reports', schema=None) as batch_op:
         batch_op.add_column(sa.Column('automated', sa.String(length=64), nullable=True))
+        batch_op.add_column(sa.Column('language', sa.String(length=35), nullable=True))
 
 
 
 def downgrade() -> None:
     with op.batch_alter_table('reports', schema=None) as batch_op:
+        batch_op.drop_column('language')
         batch_op.drop_column('automated')
 
     with op.batch_alter_table('outbox', schema=None) as batch_op:

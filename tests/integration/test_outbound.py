@@ -202,3 +202,88 @@ def test_killed_between_enqueue_and_delivery_each_row_is_delivered_exactly_once(
         assert sorted(message_ids) == sorted(f"<{row.message_id}>" for row in outbox(sessions))
     finally:
         relay.stop()
+
+
+def test_a_german_reporter_is_acknowledged_in_german(daemon_factory, sessions: sessionmaker[Session]) -> None:
+    daemon = daemon_factory(**STAFF)
+    relay = Relay(daemon.relay_port).start()
+    try:
+        send(daemon.port, b"Content-Language: de-DE\r\n" + report_mail(message_id="<de@example.org>"))
+        relay.wait_for(2)
+        [ack] = relay.to("researcher@example.org")
+    finally:
+        relay.stop()
+    assert reports(sessions)[0].language == "de-de"
+    assert "vielen Dank, dass Sie Example Corp ein Sicherheitsproblem gemeldet" in ack.message.get_body(("plain",)).get_content()
+
+
+def test_the_digest_goes_out_once_on_business_days_at_its_local_time(daemon_factory, sessions: sessionmaker[Session]) -> None:
+    no_deadlines = {key: value for key, value in STAFF.items() if key != "extra"}
+    daemon = daemon_factory(scheduler={"sla_interval": 3600, "digest_time": "08:30"}, **no_deadlines)
+    relay = Relay(daemon.relay_port).start()
+    try:
+        send(daemon.port, report_mail())
+        relay.wait_for(2)
+        for moment in ("2026-11-28T09:00+01:00", "2026-11-24T08:00+01:00"):  # a Saturday; before 08:30
+            assert run_cli(daemon.config_path, "sla", "check", "--now", moment).stdout.endswith(": 0 mail(s) enqueued\n")
+        for expected, moment in ((1, "2026-11-24T08:31+01:00"), (0, "2026-11-24T16:00+01:00"), (1, "2026-11-25T08:45+01:00")):
+            assert run_cli(daemon.config_path, "sla", "check", "--now", moment).stdout.endswith(f": {expected} mail(s) enqueued\n")
+        relay.wait_for(4)
+        digests = [item for item in relay.to(TEAM) if item.message["Subject"].startswith("Security reports ")]
+        assert len(digests) == 2
+        assert reports(sessions)[0].tracking_id in digests[0].message.get_body(("plain",)).get_content()
+    finally:
+        relay.stop()
+
+
+def test_outbox_commands_list_retry_and_flush(daemon_factory, sessions: sessionmaker[Session]) -> None:
+    daemon = daemon_factory(**STAFF)
+    relay = Relay(daemon.relay_port)
+    relay.handler.refuse.add("later@example.org")
+    relay.start()
+    try:
+        send(daemon.port, report_mail(sender="later@example.org"), sender="later@example.org")
+        rows = wait_for_outbox(sessions, lambda rows: any(row.kind == "acknowledgement" and row.status == "failed" for row in rows))
+        daemon.terminate()
+        listed = json.loads(run_cli(daemon.config_path, "outbox", "list", "--json").stdout)
+        [failed] = [item for item in listed if item["status"] == "failed"]
+        assert failed["kind"] == "acknowledgement" and failed["recipients"] == ["later@example.org"]
+        relay.handler.refuse.clear()
+        assert run_cli(daemon.config_path, "outbox", "retry", str(failed["id"])).stdout == f"outbox {failed['id']} (acknowledgement) is due now\n"
+        refused = run_cli(daemon.config_path, "outbox", "retry", str(rows[0].id))
+        assert refused.returncode == 2 and "is sent, not failed or pending" in refused.stderr
+        flushed = run_cli(daemon.config_path, "outbox", "flush")
+        assert flushed.returncode == 0 and flushed.stdout.startswith("attempted 1;")
+        assert [item.rcpt_tos for item in relay.received if "later@example.org" in item.rcpt_tos] == [["later@example.org"]]
+    finally:
+        relay.stop()
+
+
+def test_two_daemons_on_one_database_never_send_the_same_row(daemon_factory, sessions: sessionmaker[Session]) -> None:
+    first = daemon_factory(**STAFF)
+    second = daemon_factory(relay={"port": first.relay_port}, **STAFF)
+    relay = Relay(first.relay_port).start()
+    try:
+        for number in range(10):
+            sender = f"pair-{number}@example.org"
+            send((first, second)[number % 2].port, report_mail(sender=sender, message_id=f"<pair-{number}@example.org>", body=f"pair {number}"), sender=sender)
+        wait_for_outbox(sessions, lambda rows: len(rows) == 20 and all(row.status == "sent" for row in rows), timeout=60)
+        time.sleep(2)
+        message_ids = [item.message["Message-ID"] for item in relay.received]
+        assert len(message_ids) == 20 and len(set(message_ids)) == 20
+    finally:
+        relay.stop()
+
+
+def test_with_auto_false_only_a_human_meets_the_acknowledgement(daemon_factory, sessions: sessionmaker[Session]) -> None:
+    manual = STAFF | {"extra": POLICY_A.replace("auto = true", "auto = false")}
+    daemon = daemon_factory(**manual)
+    relay = Relay(daemon.relay_port).start()
+    try:
+        send(daemon.port, report_mail())
+        wait_for_outbox(sessions, lambda rows: len(rows) == 2 and all(row.status == "sent" for row in rows))
+    finally:
+        relay.stop()
+    with transaction(sessions) as session:
+        acknowledge = session.scalars(select(MilestoneRecord).where(MilestoneRecord.name == "acknowledge")).one()
+        assert acknowledge.met_at is None and acknowledge.awaiting
