@@ -78,6 +78,8 @@ def test_a_new_report_is_acknowledged_in_thread_and_staff_get_it_with_attachment
     assert message["Message-ID"].endswith("@example.com>")
     body = message.get_body(("plain",)).get_content()
     assert report.tracking_id in body and "Initial assessment" in body
+    assert message.get_content_type() == "multipart/alternative"
+    assert report.tracking_id in message.get_body(("html",)).get_content()
     staff = notification.message
     assert staff["Subject"].startswith(f"[{report.tracking_id}] ")
     assert {part.get_filename() for part in staff.iter_attachments()} == {"screenshot.png", "report.pdf", "poc.py"}
@@ -287,3 +289,22 @@ def test_with_auto_false_only_a_human_meets_the_acknowledgement(daemon_factory, 
     with transaction(sessions) as session:
         acknowledge = session.scalars(select(MilestoneRecord).where(MilestoneRecord.name == "acknowledge")).one()
         assert acknowledge.met_at is None and acknowledge.awaiting
+
+
+def test_keep_informed_duties_remind_staff_once_per_round(daemon_factory, sessions: sessionmaker[Session]) -> None:
+    daemon = daemon_factory(**STAFF)
+    relay = Relay(daemon.relay_port).start()
+    try:
+        send(daemon.port, report_mail())
+        wait_for_outbox(sessions, lambda rows: len(rows) == 2 and all(row.status == "sent" for row in rows))
+        update = next(item for item in json.loads(run_cli(daemon.config_path, "sla", "status", "--json").stdout) if item["milestone"] == "update")
+        warn_at, due_at = datetime.fromisoformat(update["warn_at"]), datetime.fromisoformat(update["due_at"])
+        moment = (warn_at + (due_at - warn_at) / 2).isoformat()
+        run_cli(daemon.config_path, "sla", "check", "--now", moment)
+        run_cli(daemon.config_path, "sla", "check", "--now", moment)
+        rows = wait_for_outbox(sessions, lambda rows: any(row.kind == "progress_reminder" and row.status == "sent" for row in rows))
+        assert [row.kind for row in rows].count("progress_reminder") == 1
+        [reminder] = [item for item in relay.to(TEAM) if "Reminder" in item.message["Subject"]]
+        assert "Progress update" in reminder.message["Subject"]
+    finally:
+        relay.stop()
