@@ -6,6 +6,7 @@ pass again (next interval, after a restart, `sla check` by hand) enqueues nothin
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 from sqlalchemy import or_, select
@@ -16,6 +17,9 @@ from mailintake.mailer import Mailer
 from mailintake.milestones import CLOSED_STATUSES
 from mailintake.models import MilestoneRecord, Report
 from mailintake.sla import Policy
+from mailintake.templates import TemplateError
+
+log = logging.getLogger(__name__)
 
 
 def milestones_needing_attention(session: Session, now: datetime) -> list[MilestoneRecord]:
@@ -48,6 +52,11 @@ def sla_pass(session: Session, policy: Policy, calendar: BusinessCalendar, maile
     enqueued = []
     for record in milestones_needing_attention(session, now):
         for kind in alert_kinds(record, policy, now):
-            if mailer.sla_alert(session, kind, record, calendar, now):
-                enqueued.append(kind)
+            try:
+                with session.begin_nested():
+                    if mailer.sla_alert(session, kind, record, calendar, now):
+                        enqueued.append(kind)
+            except (ValueError, TemplateError) as error:
+                # One alert that cannot be built must not hold up the others.
+                log.error("%s for milestone %d could not be built (%s)", kind, record.id, type(error).__name__)
     return enqueued

@@ -174,7 +174,7 @@ def load_config(path: Path, environ: dict[str, str] | None = None) -> Config:
     calendar = calendar_from(section(document, "calendar", where), where)
     sla = sla_from(document.get("sla", {}), where)
     relay = relay_from(section(document, "relay", where), where, environ)
-    staff = staff_from(section(document, "staff", where), where)
+    staff = staff_from(section(document, "staff", where), where, intake)
     templates = templates_from(section(document, "templates", where), where, path)
     outbox = outbox_from(section(document, "outbox", where), where)
     scheduler = scheduler_from(section(document, "scheduler", where), where)
@@ -200,11 +200,14 @@ def relay_from(table: dict[str, Any], where: str, environ: dict[str, str]) -> Re
     )
 
 
-def staff_from(table: dict[str, Any], where: str) -> StaffConfig:
+def staff_from(table: dict[str, Any], where: str, intake: IntakeConfig) -> StaffConfig:
     lists = {}
+    ours = set(intake.addresses) | {intake.reply_address}
     for key in ("notify", "alerts"):
         values = string_list(table, key, (), "[staff]", where)
         lists[key] = tuple(mailbox_address(value, f"[staff] {key}", where) for value in values)
+        if ours & set(lists[key]):
+            raise ConfigError(f"{where}: [staff] {key} must not contain an address of [intake] (a notification sent to it would come back as a new report)")
     return StaffConfig(notify=lists["notify"], alerts=lists["alerts"] or lists["notify"])
 
 
@@ -295,6 +298,8 @@ def intake_from(table: dict[str, Any], where: str) -> IntakeConfig:
         raise ConfigError(f"{where}: [intake] addresses must be a non-empty list of addresses")
     parsed = tuple(mailbox_address(value, "[intake] addresses", where) for value in addresses)
     reply = table.get("reply_address", parsed[0])
+    if isinstance(reply, str) and not reply.isascii():
+        raise ConfigError(f"{where}: [intake] reply_address must be ASCII (use the punycode form of an international domain)")
     return IntakeConfig(
         addresses=parsed,
         reply_address=mailbox_address(reply, "[intake] reply_address", where),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -22,9 +23,9 @@ from mailintake.durations import duration_text
 from mailintake.loops import LOOP_HEADER, no_auto_reply_reason, our_message_id
 from mailintake.milestones import CLOSED_STATUSES, record_promise
 from mailintake.models import InboundMessage, Message, MilestoneRecord, Report
-from mailintake.outbox import Outgoing, auto_replies_since, enqueue
+from mailintake.outbox import Outgoing, auto_replies_since, enqueue, key_exists
 from mailintake.parsing import ParsedMessage
-from mailintake.templates import Templates
+from mailintake.templates import TemplateError, Templates
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,20 @@ STAFF_COMMANDS = (
 )
 
 
+AUTO_REPLY_LIMIT = "automatic reply limit for this sender reached"
+UNANSWERABLE_SENDER = "sender address cannot be answered automatically"
+CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*")
+
+
+def mailable_attachment(filename: str, content_type: str, content: bytes) -> tuple[str, str, bytes]:
+    """Attachments are passed to staff as files: a forwarded mail (message/rfc822) or a
+    part with an odd type goes as application/octet-stream, never re-parsed as MIME."""
+    if not CONTENT_TYPE.fullmatch(content_type) or content_type.startswith(("message/", "multipart/")):
+        suffix = ".eml" if content_type.startswith("message/") and not filename.lower().endswith(".eml") else ""
+        return filename + suffix, "application/octet-stream", content
+    return filename, content_type, content
+
+
 class Mailer:
     def __init__(self, config: Config, templates: Templates) -> None:
         self.config = config
@@ -55,34 +70,49 @@ class Mailer:
         self.domain = self.sender.rpartition("@")[2]
         self.sender_name = f"{config.templates.organisation} Security"
 
-    def report_received(self, session: Session, report: Report, parsed: ParsedMessage, inbound: InboundMessage, calendar: BusinessCalendar, now: datetime) -> None:
-        """A new report: staff are told; the reporter is acknowledged unless that would be a loop."""
-        reason = no_auto_reply_reason(parsed, inbound.envelope_from, self.config.intake.addresses + (self.sender,))
-        if reason is None and auto_replies_since(session, inbound.envelope_from, now - timedelta(hours=1)) >= self.config.outbox.auto_replies_per_hour:
-            reason = "automatic reply limit for this sender reached"
-        report.automated = reason
-        message = report.messages[0]
-        context = self.report_context(report, calendar) | {"body": message.body_text, "reply_address": self.sender, "commands": [{"usage": usage, "help": text} for usage, text in STAFF_COMMANDS]}
-        attachments = [(item.filename, item.content_type, item.content) for item in message.attachments]
-        self.enqueue_mail(session, f"notify:{report.id}", "staff_notification", self.config.staff.notify, context, now, report=report, attachments=attachments)
-        if reason is not None:
-            log.info("report %s: no acknowledgement (%s)", report.tracking_id, reason)
+    def loop_signal(self, parsed: ParsedMessage, envelope_from: str) -> str | None:
+        """Why this message is machine mail we must not answer (bounce, auto-reply, list, our own)."""
+        return no_auto_reply_reason(parsed, envelope_from, self.config.intake.addresses + (self.sender,))
+
+    def report_received(self, session: Session, report: Report, inbound: InboundMessage, calendar: BusinessCalendar, now: datetime) -> None:
+        """A new report from a person: staff are told, and the reporter is acknowledged unless
+        the sender had too many automatic replies this hour. Neither can undo the report."""
+        self.notify_staff(session, report, calendar, now)
+        sender = inbound.envelope_from.lower()
+        if auto_replies_since(session, sender, now - timedelta(hours=1)) >= self.config.outbox.auto_replies_per_hour:
+            report.automated = AUTO_REPLY_LIMIT
+            log.info("report %s: no acknowledgement (%s)", report.tracking_id, AUTO_REPLY_LIMIT)
             return
         acknowledgement = self.report_context(report, calendar) | {"reply_address": self.sender}
         # The acknowledgement itself meets the `auto` milestones: it promises only the others.
         acknowledgement["deadlines"] = [item for item in acknowledgement["deadlines"] if not self.is_auto(item["name"])]
         try:
-            self.enqueue_mail(
-                session, f"ack:{report.id}", "acknowledgement", (inbound.envelope_from,), acknowledgement, now,
-                report=report, in_reply_to=message.message_id, auto_submitted="auto-replied", auto_reply_to=inbound.envelope_from,
-                language=report.language,
-            )
+            with session.begin_nested():
+                self.enqueue_mail(
+                    session, f"ack:{report.id}", "acknowledgement", (sender,), acknowledgement, now,
+                    report=report, in_reply_to=report.messages[0].message_id, auto_submitted="auto-replied", auto_reply_to=sender,
+                    language=report.language,
+                )
         except ValueError:
             # An envelope sender we cannot address (non-ASCII local part, mangled bytes).
-            report.automated = "sender address cannot be answered automatically"
-            log.info("report %s: no acknowledgement (%s)", report.tracking_id, report.automated)
+            report.automated = UNANSWERABLE_SENDER
+            log.info("report %s: no acknowledgement (%s)", report.tracking_id, UNANSWERABLE_SENDER)
             return
         record_promise(report, tuple(item["name"] for item in acknowledgement["deadlines"]))
+
+    def notify_staff(self, session: Session, report: Report, calendar: BusinessCalendar, now: datetime) -> None:
+        """The full notification; if it cannot be built (an attachment compose refuses), one
+        without attachments; staff are told either way."""
+        message = report.messages[0]
+        context = self.report_context(report, calendar) | {"body": message.body_text, "reply_address": self.sender, "commands": [{"usage": usage, "help": text} for usage, text in STAFF_COMMANDS]}
+        attachments = [mailable_attachment(item.filename, item.content_type, item.content) for item in message.attachments]
+        for attached in (attachments, []):
+            try:
+                with session.begin_nested():
+                    self.enqueue_mail(session, f"notify:{report.id}", "staff_notification", self.config.staff.notify, context, now, report=report, attachments=attached)
+                return
+            except (ValueError, TemplateError) as error:
+                log.error("report %s: staff notification could not be built (%s)%s", report.tracking_id, type(error).__name__, "; sending it without attachments" if attached else "")
 
     def sla_alert(self, session: Session, kind: str, record: MilestoneRecord, calendar: BusinessCalendar, now: datetime) -> bool:
         """kind: sla_warning, sla_breach, sla_escalation or progress_reminder; once per deadline."""
@@ -120,9 +150,12 @@ class Mailer:
         report: Report | None = None, in_reply_to: str | None = None, auto_submitted: str = "auto-generated",
         auto_reply_to: str | None = None, attachments: Sequence[tuple[str, str, bytes]] = (), language: str | None = None,
     ) -> bool:
-        to = tuple(recipients)
+        to = tuple(dict.fromkeys(ascii_address(address) for address in recipients))
         if not to:
             log.warning("no recipients configured for %s mail; nothing sent", template)
+            return False
+        if key_exists(session, key):
+            # Already enqueued (an earlier pass, before a restart): don't render it again.
             return False
         rendered = self.templates.render(template, self.common_context(now) | context, language)
         message_id = self.message_id_for(key)
@@ -197,3 +230,12 @@ def title_of(name: str) -> str:
 def local_text(moment: datetime, calendar: BusinessCalendar) -> str:
     return moment.astimezone(calendar.zone).strftime("%a %d %b %Y %H:%M %Z")
 
+
+
+def ascii_address(address: str) -> str:
+    """The envelope form of an address: lower case, international domain in punycode."""
+    local, _, domain = address.lower().rpartition("@")
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError:
+        return address.lower()

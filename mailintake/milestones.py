@@ -56,13 +56,16 @@ def schedule_of(report: Report, records: dict[str, MilestoneRecord], policy: Pol
 
 
 def meet_milestone(session: Session, report: Report, name: str, at: datetime, by: str, policy: Policy, calendar: BusinessCalendar) -> None:
-    """Record a milestone as met; chained milestones start their clocks from `at`."""
+    """Record a milestone as met; chained milestones start their clocks from `at`. A one-off
+    milestone keeps the moment it was first met."""
     if name not in policy.names:
         raise UnknownMilestone(name)
     record = next((record for record in report.milestones if record.name == name), None)
     if record is None:
         record = MilestoneRecord(name=name)
         report.milestones.append(record)
+    elif record.met_at is not None and not policy.milestone(name).recurring:
+        return
     record.met_at = at
     record.met_by = by
     if policy.milestone(name).recurring:

@@ -46,6 +46,7 @@ class Claimed:
     recipients: tuple[str, ...]
     content: bytes
     report_id: int | None
+    created_at: datetime
 
 
 def enqueue(session: Session, outgoing: Outgoing, now: datetime) -> bool:
@@ -104,7 +105,7 @@ def claim_due(session: Session, now: datetime, lease: timedelta, limit: int = 20
         row.status = "sending"
         row.claimed_until = now + lease
         row.attempts += 1
-        claimed.append(Claimed(row.id, row.kind, row.attempts, row.envelope_from, tuple(row.recipients), row.content, row.report_id))
+        claimed.append(Claimed(row.id, row.kind, row.attempts, row.envelope_from, tuple(row.recipients), row.content, row.report_id, row.created_at))
     return claimed
 
 
@@ -112,9 +113,13 @@ def mark_sent(session: Session, claimed: Claimed, reply: str, now: datetime) -> 
     return settled(session, claimed, status="sent", sent_at=now, last_reply=reply[:500], claimed_until=None)
 
 
-def mark_for_retry(session: Session, claimed: Claimed, reply: str, now: datetime, retry_interval: float) -> bool:
-    delay = min(timedelta(seconds=retry_interval * 2 ** min(claimed.attempts - 1, 20)), MAX_RETRY_DELAY)
-    return settled(session, claimed, status="pending", next_attempt_at=now + delay, last_reply=reply[:500], claimed_until=None)
+def mark_for_retry(session: Session, claimed: Claimed, reply: str, now: datetime, retry_interval: float, count_attempt: bool = True) -> bool:
+    """Due again after a backoff of half the row's age (so tries thin out geometrically),
+    at least retry_interval and at most an hour. An attempt that never reached the relay
+    does not count towards max_attempts: an outage must not fail mail that was never tried."""
+    delay = min(max(timedelta(seconds=retry_interval), (now - claimed.created_at) / 2), MAX_RETRY_DELAY)
+    attempts = claimed.attempts if count_attempt else claimed.attempts - 1
+    return settled(session, claimed, status="pending", next_attempt_at=now + delay, last_reply=reply[:500], claimed_until=None, attempts=attempts)
 
 
 def mark_failed(session: Session, claimed: Claimed, reply: str) -> bool:

@@ -155,16 +155,25 @@ def record_parsed(sessions: sessionmaker[Session], rules: ProcessingRules, inbou
 
 
 def new_report_with_mail(session: Session, rules: ProcessingRules, parsed: ParsedMessage, inbound: InboundMessage, now: datetime) -> Report:
-    """A new report, its deadlines and the mail it causes, in one transaction. Deadlines are
-    computed in a savepoint: if they cannot be, the report and the staff notification still are."""
+    """A new report, its deadlines and the mail it causes, in one transaction.
+
+    Machine mail (a bounce, an out-of-office, a list, our own mail coming back) is stored
+    as a report marked `automated`, with no deadlines and no mail: answering or notifying
+    about it is how mail loops start. Deadlines are computed in a savepoint: if they cannot
+    be, the report and the staff notification still are."""
     report = create_report(session, parsed, inbound, rules.tracking_prefix, now)
+    signal = rules.mailer.loop_signal(parsed, inbound.envelope_from)
+    if signal is not None:
+        report.automated = signal[:64]
+        log.info("report %s is machine mail (%s): stored, not answered", report.tracking_id, signal.split(":")[0])
+        return report
     calendar = effective_calendar(session, rules.calendar)
     try:
         with session.begin_nested():
             refresh_milestones(session, report, rules.policy, calendar, now)
     except (ValueError, ArithmeticError) as error:
         log.error("report %s: deadlines could not be computed (%s)", report.tracking_id, type(error).__name__)
-    rules.mailer.report_received(session, report, parsed, inbound, calendar, now)
+    rules.mailer.report_received(session, report, inbound, calendar, now)
     return report
 
 

@@ -16,6 +16,8 @@ Verdict = Literal["sent", "temporary", "permanent"]
 class RelayAnswer:
     verdict: Verdict
     reply: str
+    reached: bool = True
+    refused: tuple[str, ...] = ()
 
 
 async def relay_message(config: RelayConfig, envelope_from: str, recipients: tuple[str, ...], content: bytes) -> RelayAnswer:
@@ -36,11 +38,14 @@ async def relay_message(config: RelayConfig, envelope_from: str, recipients: tup
         return answer_for_codes([(refusal.code, refusal.message) for refusal in error.recipients])
     except aiosmtplib.SMTPResponseException as error:
         return answer_for_codes([(error.code, error.message)])
-    except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
-        return RelayAnswer("temporary", f"relay unreachable ({type(error).__name__})")
+    except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError, TimeoutError) as error:
+        return RelayAnswer("temporary", f"relay unreachable ({type(error).__name__})", reached=False)
+    except (aiosmtplib.SMTPException, UnicodeError, ValueError) as error:
+        return RelayAnswer("temporary", f"relay conversation failed ({type(error).__name__})")
     if refused:
         # Accepted for the other recipients: sending again would duplicate their copy.
-        return RelayAnswer("sent", f"{reply}; refused: " + "; ".join(f"{code} {message}" for code, message in refused.values()))
+        text = "; ".join(f"{code} {message}" for code, message in refused.values())
+        return RelayAnswer("sent", f"{reply}; refused: {text}", refused=tuple(refused))
     return RelayAnswer("sent", reply)
 
 

@@ -68,6 +68,8 @@ def test_the_environment_overrides_the_database_url(tmp_path: Path) -> None:
         (MINIMAL + '[database]\nurl = "mailintake.db"\n', "[database] url must be an SQLAlchemy URL"),
         (MINIMAL + '[logging]\nlevel = "LOUD"\n', "[logging] level must be one of"),
         (MINIMAL + "[listner]\n", "unknown section [listner]"),
+        (MINIMAL + '[staff]\nnotify = ["Security@example.com"]\n', "[staff] notify must not contain an address of [intake]"),
+        (MINIMAL + 'reply_address = "security@bücher.example"\n', "[intake] reply_address must be ASCII"),
         ("[intake\n", "not valid TOML"),
     ],
 )
