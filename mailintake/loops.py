@@ -24,9 +24,11 @@ def no_auto_reply_reason(parsed: ParsedMessage, envelope_from: str, own_addresse
     if not envelope_from:
         return "null envelope sender"
     for address in (envelope_from, parsed.from_address):
-        local, _, domain = address.lower().rpartition("@")
+        local = address.lower().split("@", 1)[0]
         if local in ROBOT_LOCAL_PARTS:
             return f"sender is {local}"
+        if local.startswith("owner-") or local.endswith("-request"):
+            return "sender is a list robot"
         if address.lower() in own:
             return "sent from our own address"
     local, _, domain = (parsed.message_id or "").rpartition("@")

@@ -43,7 +43,8 @@ def test_loop_signals_in_headers(extra: bytes, expected: str | None) -> None:
 
 @pytest.mark.parametrize(
     ("envelope_from", "expected"),
-    [("", "null envelope sender"), ("MAILER-DAEMON@mx.example.net", "sender is mailer-daemon"), ("postmaster@example.net", "sender is postmaster"), ("security@example.com", "sent from our own address")],
+    [("", "null envelope sender"), ("MAILER-DAEMON@mx.example.net", "sender is mailer-daemon"), ("MAILER-DAEMON", "sender is mailer-daemon"),
+     ("owner-announce@lists.example.org", "sender is a list robot"), ("announce-request@lists.example.org", "sender is a list robot"), ("postmaster@example.net", "sender is postmaster"), ("security@example.com", "sent from our own address")],
 )
 def test_envelope_senders_that_are_never_answered(envelope_from: str, expected: str) -> None:
     assert reason(PLAIN, envelope_from) == expected
