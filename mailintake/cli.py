@@ -176,7 +176,7 @@ def command_serve(arguments: argparse.Namespace, config: Config) -> int:
 
     try:
         run_serve(config)
-    except SchemaNotCurrent as error:
+    except (SchemaNotCurrent, TemplateError) as error:
         raise UsageError(str(error)) from None
     except OSError as error:
         raise UsageError(f"cannot listen on {config.listener.host}:{config.listener.port}: {error.strerror}") from None

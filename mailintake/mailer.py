@@ -22,7 +22,7 @@ from mailintake.config import Config
 from mailintake.durations import duration_text
 from mailintake.loops import LOOP_HEADER, no_auto_reply_reason, our_message_id
 from mailintake.milestones import CLOSED_STATUSES, record_promise
-from mailintake.models import InboundMessage, Message, MilestoneRecord, Report
+from mailintake.models import InboundMessage, MilestoneRecord, Report
 from mailintake.outbox import Outgoing, auto_replies_since, enqueue, key_exists
 from mailintake.parsing import ParsedMessage
 from mailintake.templates import TemplateError, Templates
@@ -180,7 +180,7 @@ class Mailer:
     def thread_of(self, report: Report | None) -> tuple[str, ...]:
         if report is None:
             return ()
-        return tuple(message.message_id for message in report.messages if isinstance(message, Message) and message.message_id)
+        return tuple(message.message_id for message in report.messages if message.message_id)
 
     def common_context(self, now: datetime) -> dict[str, Any]:
         return {"organisation": self.config.templates.organisation, "policy_url": self.config.templates.policy_url, "now": now.isoformat(timespec="minutes")}

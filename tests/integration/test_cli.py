@@ -94,3 +94,12 @@ def test_calendar_and_policy_mistakes_stop_every_command_with_one_line(tmp_path:
 def test_unusable_database_urls_are_one_line(tmp_path: Path, url: str, message: str) -> None:
     config = write_config(tmp_path / "config.toml", url)
     assert_one_line_usage_error(run("db", "upgrade", config=config), message)
+
+
+def test_serve_refuses_a_broken_template_override_in_one_line(tmp_path: Path) -> None:
+    overrides = tmp_path / "my-templates"
+    overrides.mkdir()
+    (overrides / "acknowledgement.txt.j2").write_text("Subject: [{{ report.tracking_id }}] Thanks\n\n{% if %}\n")
+    config = write_config(tmp_path / "config.toml", f"sqlite:///{tmp_path / 'db.sqlite'}", templates={"dir": str(overrides)})
+    assert run("db", "upgrade", config=config).returncode == 0
+    assert_one_line_usage_error(run("serve", config=config), "acknowledgement.txt.j2")
