@@ -111,7 +111,7 @@ def measure_mailintake(mails: list[bytes], connections: int, workdir: Path, data
     config = workdir / "config.toml"
     config.write_text(
         f'[intake]\naddresses = ["security@example.com"]\n\n[listener]\nhost = "127.0.0.1"\nport = {port}\n\n'
-        f'[database]\nurl = "{database_url}"\n\n[logging]\nlevel = "WARNING"\n'
+        f'[database]\nurl = "{database_url}"\n\n[logging]\nlevel = "WARNING"\n\n[secrets]\ndev_mode = true\n'
     )
     daemon = run_server([sys.executable, "-m", "mailintake", "--config", str(config), "serve"], port, workdir / "daemon.log")
     try:

@@ -458,7 +458,7 @@ def mailer_for(config: Config) -> Mailer:
         templates.check(REQUIRED)
     except TemplateError as error:
         raise UsageError(str(error)) from None
-    return Mailer(config, templates)
+    return Mailer(config, templates, config.secrets.reply_key())
 
 
 def milestone_item(view: MilestoneView, calendar: BusinessCalendar, now: datetime) -> dict[str, Any]:

@@ -7,6 +7,7 @@ wrong; callers print it and exit with status 2.
 from __future__ import annotations
 
 import os
+import secrets
 import tomllib
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -19,10 +20,12 @@ from mailintake.addresses import AddressError, normalized_addr_spec
 from mailintake.calendar import BusinessCalendar, CalendarError, Closure, RecurringClosure, parse_hours, parse_workdays
 from mailintake.durations import DurationError
 from mailintake.sla import Policy, PolicyError, policy_from_mapping
+from mailintake.tokens import checked_base, key_from_text
 
 CONFIG_ENV = "MAILINTAKE_CONFIG"
 DATABASE_URL_ENV = "MAILINTAKE_DATABASE_URL"
 RELAY_PASSWORD_ENV = "MAILINTAKE_RELAY_PASSWORD"
+TOKEN_KEY_ENV = "MAILINTAKE_TOKEN_KEY"
 PROTOCOLS = ("smtp", "lmtp")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 MAX_MESSAGE_SIZE = 500_000_000
@@ -102,6 +105,21 @@ class SchedulerConfig:
 
 
 @dataclass(frozen=True)
+class SecretsConfig:
+    token_key: str = ""
+    dev_mode: bool = False
+
+    def reply_key(self) -> bytes:
+        """The HMAC key of signed reply addresses; in dev mode without a key, a random one
+        (reply addresses then stop working at the next start)."""
+        if self.token_key:
+            return key_from_text(self.token_key)
+        if not self.dev_mode:
+            raise ConfigError(f"[secrets] token_key is required (or {TOKEN_KEY_ENV}); set dev_mode = true only for development")
+        return secrets.token_bytes(32)
+
+
+@dataclass(frozen=True)
 class CalendarConfig:
     timezone: str = "UTC"
     country: str | None = None
@@ -138,6 +156,7 @@ class Config:
     templates: TemplatesConfig
     outbox: OutboxConfig
     scheduler: SchedulerConfig
+    secrets: SecretsConfig
 
 
 KNOWN_SECTIONS = {
@@ -152,6 +171,7 @@ KNOWN_SECTIONS = {
     "templates": TemplatesConfig,
     "outbox": OutboxConfig,
     "scheduler": SchedulerConfig,
+    "secrets": SecretsConfig,
 }
 
 
@@ -178,7 +198,18 @@ def load_config(path: Path, environ: dict[str, str] | None = None) -> Config:
     templates = templates_from(section(document, "templates", where), where, path)
     outbox = outbox_from(section(document, "outbox", where), where)
     scheduler = scheduler_from(section(document, "scheduler", where), where)
-    return Config(intake, listener, database, logging_config, calendar, sla, relay, staff, templates, outbox, scheduler)
+    secrets_config = secrets_from(section(document, "secrets", where), where, environ)
+    return Config(intake, listener, database, logging_config, calendar, sla, relay, staff, templates, outbox, scheduler, secrets_config)
+
+
+def secrets_from(table: dict[str, Any], where: str, environ: dict[str, str]) -> SecretsConfig:
+    token_key = environ.get(TOKEN_KEY_ENV) or string_or_empty(table, "token_key", "[secrets]", where)
+    if token_key:
+        try:
+            key_from_text(token_key)
+        except ValueError as error:
+            raise ConfigError(f"{where}: [secrets] token_key: {error}") from None
+    return SecretsConfig(token_key=token_key, dev_mode=flag(table, "dev_mode", False, "[secrets]", where))
 
 
 def relay_from(table: dict[str, Any], where: str, environ: dict[str, str]) -> RelayConfig:
@@ -300,6 +331,10 @@ def intake_from(table: dict[str, Any], where: str) -> IntakeConfig:
     reply = table.get("reply_address", parsed[0])
     if isinstance(reply, str) and not reply.isascii():
         raise ConfigError(f"{where}: [intake] reply_address must be ASCII (use the punycode form of an international domain)")
+    try:
+        checked_base(str(reply))
+    except ValueError as error:
+        raise ConfigError(f"{where}: [intake] reply_address: {error}") from None
     return IntakeConfig(
         addresses=parsed,
         reply_address=mailbox_address(reply, "[intake] reply_address", where),

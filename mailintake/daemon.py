@@ -17,7 +17,7 @@ from mailintake.config import Config
 from mailintake.db import create_database_engine, database_is_current, session_factory
 from mailintake.delivery import deliver_due
 from mailintake.intake import GroupCommitStore
-from mailintake.listener import IntakeHandler, protocol_factory
+from mailintake.listener import AcceptedRecipients, IntakeHandler, protocol_factory
 from mailintake.mailer import Mailer
 from mailintake.parser_pool import ParserPool, parser_memory_limit
 from mailintake.processing import ProcessingRules, process_due
@@ -98,12 +98,14 @@ async def serve(config: Config, clock: Clock = utc_now) -> None:
     if not await asyncio.to_thread(database_is_current, engine):
         raise SchemaNotCurrent("the database schema is not current: run `mailintake db upgrade` first")
     sessions = session_factory(engine)
-    mailer = Mailer(config, checked_templates(config))
+    reply_key = config.secrets.reply_key()
+    mailer = Mailer(config, checked_templates(config), reply_key)
     parser = ParserPool(config.intake.parse_timeout, parser_memory_limit(config.intake.max_message_size))
     outbox = outbox_worker(sessions, config, mailer, clock)
     worker = inbound_worker(sessions, parser, ProcessingRules.from_config(config, mailer), clock, outbox.wake)
 
-    handler = IntakeHandler(config.intake.addresses, GroupCommitStore(sessions), worker.wake, clock, config.listener.protocol, config.intake.store_timeout)
+    recipients = AcceptedRecipients(config.intake.addresses, config.intake.reply_address, reply_key)
+    handler = IntakeHandler(recipients, GroupCommitStore(sessions), worker.wake, clock, config.listener.protocol, config.intake.store_timeout)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         protocol_factory(handler, config.listener.protocol, config.listener.hostname, config.intake.max_message_size),

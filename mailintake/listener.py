@@ -14,6 +14,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from mailintake.addresses import envelope_address, storable_line
 from mailintake.clock import Clock
 from mailintake.intake import Delivery, StoredDelivery
+from mailintake.tokens import parse_reply_address
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +47,21 @@ ERROR_WITHOUT_ENHANCED_CODE = re.compile(r"^([45]\d\d) (?!\d\.\d{1,3}\.\d{1,3}\b
 Store = Callable[[Delivery], Awaitable[StoredDelivery]]
 
 
-class IntakeHandler:
-    def __init__(self, addresses: tuple[str, ...], store: Store, on_stored: Callable[[], None], clock: Clock, protocol: str, store_timeout: float) -> None:
+class AcceptedRecipients:
+    """RCPT policy: our configured addresses, and reply addresses whose signature checks out."""
+
+    def __init__(self, addresses: tuple[str, ...], reply_base: str, reply_key: bytes) -> None:
         self.addresses = frozenset(addresses)
+        self.reply_base = reply_base
+        self.reply_key = reply_key
+
+    def __contains__(self, address: str) -> bool:
+        return address in self.addresses or parse_reply_address(address, self.reply_base, self.reply_key) is not None
+
+
+class IntakeHandler:
+    def __init__(self, addresses: AcceptedRecipients, store: Store, on_stored: Callable[[], None], clock: Clock, protocol: str, store_timeout: float) -> None:
+        self.addresses = addresses
         self.store_timeout = store_timeout
         self.store = store
         self.on_stored = on_stored

@@ -26,6 +26,7 @@ from mailintake.models import InboundMessage, MilestoneRecord, Report
 from mailintake.outbox import Outgoing, auto_replies_since, enqueue, key_exists
 from mailintake.parsing import ParsedMessage
 from mailintake.templates import TemplateError, Templates
+from mailintake.tokens import Side, reply_address
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +64,10 @@ def mailable_attachment(filename: str, content_type: str, content: bytes) -> tup
 
 
 class Mailer:
-    def __init__(self, config: Config, templates: Templates) -> None:
+    def __init__(self, config: Config, templates: Templates, reply_key: bytes) -> None:
         self.config = config
         self.templates = templates
+        self.reply_key = reply_key
         self.sender = config.intake.reply_address
         self.domain = self.sender.rpartition("@")[2]
         self.sender_name = f"{config.templates.organisation} Security"
@@ -83,7 +85,7 @@ class Mailer:
             report.automated = AUTO_REPLY_LIMIT
             log.info("report %s: no acknowledgement (%s)", report.tracking_id, AUTO_REPLY_LIMIT)
             return
-        acknowledgement = self.report_context(report, calendar) | {"reply_address": self.sender}
+        acknowledgement = self.report_context(report, calendar) | {"reply_address": self.reply_address(report, "reporter")}
         # The acknowledgement itself meets the `auto` milestones: it promises only the others.
         acknowledgement["deadlines"] = [item for item in acknowledgement["deadlines"] if not self.is_auto(item["name"])]
         try:
@@ -91,7 +93,7 @@ class Mailer:
                 self.enqueue_mail(
                     session, f"ack:{report.id}", "acknowledgement", (sender,), acknowledgement, now,
                     report=report, in_reply_to=report.messages[0].message_id, auto_submitted="auto-replied", auto_reply_to=sender,
-                    language=report.language,
+                    language=report.language, reply_side="reporter",
                 )
         except ValueError:
             # An envelope sender we cannot address (non-ASCII local part, mangled bytes).
@@ -104,7 +106,7 @@ class Mailer:
         """The full notification; if it cannot be built (an attachment compose refuses), one
         without attachments; staff are told either way."""
         message = report.messages[0]
-        context = self.report_context(report, calendar) | {"body": message.body_text, "reply_address": self.sender, "commands": [{"usage": usage, "help": text} for usage, text in STAFF_COMMANDS]}
+        context = self.report_context(report, calendar) | {"body": message.body_text, "reply_address": self.reply_address(report, "staff"), "commands": [{"usage": usage, "help": text} for usage, text in STAFF_COMMANDS]}
         attachments = [mailable_attachment(item.filename, item.content_type, item.content) for item in message.attachments]
         for attached in (attachments, []):
             try:
@@ -149,6 +151,7 @@ class Mailer:
         self, session: Session, key: str, template: str, recipients: Iterable[str], context: dict[str, Any], now: datetime, *,
         report: Report | None = None, in_reply_to: str | None = None, auto_submitted: str = "auto-generated",
         auto_reply_to: str | None = None, attachments: Sequence[tuple[str, str, bytes]] = (), language: str | None = None,
+        reply_side: Side = "staff",
     ) -> bool:
         to = tuple(dict.fromkeys(ascii_address(address) for address in recipients))
         if not to:
@@ -162,11 +165,17 @@ class Mailer:
         message = compose(
             sender=self.sender, sender_name=self.sender_name, to=to, subject=rendered.subject, text=rendered.text, html=rendered.html,
             message_id=message_id, date=now, tracking_id=report.tracking_id if report else None, in_reply_to=in_reply_to,
-            references=self.thread_of(report), reply_to=self.sender, auto_submitted=auto_submitted, attachments=attachments,
+            references=self.thread_of(report), reply_to=self.reply_address(report, reply_side) if report else self.sender,
+            auto_submitted=auto_submitted, attachments=attachments,
             extra_headers={LOOP_HEADER: self.sender},
         )
         outgoing = Outgoing(key, template, self.sender, to, message_id, message_bytes(message), report.id if report else None, auto_reply_to)
         return enqueue(session, outgoing, now)
+
+    def reply_address(self, report: Report, side: Side) -> str:
+        """The signed address replies about this report go to: reporters and staff each get
+        their own, so a reply's side and report come from the address, never from content."""
+        return reply_address(self.sender, report.id, side, self.reply_key)
 
     def is_auto(self, milestone: str) -> bool:
         return milestone in self.config.sla.names and self.config.sla.milestone(milestone).auto

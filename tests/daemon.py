@@ -14,6 +14,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 ADDRESSES = ("security@example.com", "psirt@example.com")
+TEST_TOKEN_KEY = "test-only-reply-address-key-0123456789abcdef"
 
 
 def free_port() -> int:
@@ -32,6 +33,7 @@ def write_config(path: Path, database_url: str, **overrides: object) -> Path:
         "relay": {"host": "127.0.0.1", "port": free_port(), "timeout": 5},
         "outbox": {"retry_interval": 1},
         "scheduler": {"sla_interval": 1, "outbox_interval": 1, "digest_time": ""},
+        "secrets": {"token_key": TEST_TOKEN_KEY},
     }
     for name, values in overrides.items():
         sections[name] = sections.get(name, {}) | dict(values)  # type: ignore[arg-type]

@@ -59,4 +59,4 @@ def example_rules() -> ProcessingRules:
 
 def rules_for(config: Config) -> ProcessingRules:
     """Processing as `serve` sets it up for this config, with the shipped templates."""
-    return ProcessingRules.from_config(config, Mailer(config, Templates(config.templates.dir)))
+    return ProcessingRules.from_config(config, Mailer(config, Templates(config.templates.dir), config.secrets.reply_key()))

@@ -103,3 +103,9 @@ def test_serve_refuses_a_broken_template_override_in_one_line(tmp_path: Path) ->
     config = write_config(tmp_path / "config.toml", f"sqlite:///{tmp_path / 'db.sqlite'}", templates={"dir": str(overrides)})
     assert run("db", "upgrade", config=config).returncode == 0
     assert_one_line_usage_error(run("serve", config=config), "acknowledgement.txt.j2")
+
+
+def test_serve_refuses_to_run_without_a_reply_address_key_outside_dev_mode(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "config.toml", f"sqlite:///{tmp_path / 'db.sqlite'}", secrets={"token_key": ""})
+    assert run("db", "upgrade", config=config).returncode == 0
+    assert_one_line_usage_error(run("serve", config=config), "[secrets] token_key is required")

@@ -15,6 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailintake.db import transaction
 from mailintake.models import Reporter
+from mailintake.tokens import key_from_text, reply_address
+from tests.daemon import TEST_TOKEN_KEY
 from tests.integration.helpers import inbound_rows, report_mail, reports, wait_until_processed
 
 pytestmark = pytest.mark.slow
@@ -254,3 +256,19 @@ def test_more_than_100_recipients_get_452_4_5_3(daemon_factory) -> None:
         client.mail("researcher@example.org")
         codes = [client.rcpt("security@example.com")[0] for _ in range(101)]
     assert codes[:100] == [250] * 100 and codes[100] == 452
+
+
+def test_signed_reply_addresses_are_accepted_and_forged_ones_refused_with_550(daemon_factory, sessions: sessionmaker[Session]) -> None:
+    daemon = daemon_factory()
+    key = key_from_text(TEST_TOKEN_KEY)
+    valid = reply_address("security@example.com", 42, "reporter", key)
+    local, _, domain = valid.partition("@")
+    tampered = local[:-1] + ("a" if local[-1] != "a" else "b") + "@" + domain
+    other_key = reply_address("security@example.com", 42, "reporter", key_from_text("another-key-that-is-long-enough-0123456789"))
+    with smtplib.SMTP("127.0.0.1", daemon.port, timeout=30) as client:
+        client.ehlo("client.example.org")
+        client.mail("researcher@example.org")
+        assert client.rcpt(valid)[0] == 250
+        assert client.rcpt(valid.upper())[0] == 250
+        for forged in (tampered, other_key, "security+42@example.com", "security+r16@example.com"):
+            assert client.rcpt(forged) == (550, b"5.1.1 Recipient address rejected: no such mailbox here"), forged

@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailintake.db import transaction
 from mailintake.models import MilestoneRecord, OutboxMessage
-from tests.daemon import REPO
+from mailintake.tokens import ReplyToken, key_from_text, parse_reply_address
+from tests.daemon import REPO, TEST_TOKEN_KEY
 from tests.integration.helpers import report_mail, reports, wait_until_processed
 from tests.integration.relay import Relay
 
@@ -75,6 +76,10 @@ def test_a_new_report_is_acknowledged_in_thread_and_staff_get_it_with_attachment
     assert message["Subject"].startswith(f"[{report.tracking_id}] ")
     assert message["In-Reply-To"] == original_id and original_id in message["References"]
     assert message["Auto-Submitted"] == "auto-replied"
+    key = key_from_text(TEST_TOKEN_KEY)
+    assert parse_reply_address(message["Reply-To"].addresses[0].addr_spec, "security@example.com", key) == ReplyToken(report.id, "reporter")
+    assert parse_reply_address(notification.message["Reply-To"].addresses[0].addr_spec, "security@example.com", key) == ReplyToken(report.id, "staff")
+    assert message["Reply-To"].addresses[0].addr_spec in message.get_body(("plain",)).get_content()
     assert message["Message-ID"].endswith("@example.com>")
     body = message.get_body(("plain",)).get_content()
     assert report.tracking_id in body and "Initial assessment" in body

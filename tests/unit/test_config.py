@@ -128,3 +128,17 @@ def test_a_config_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
     path.write_bytes(MINIMAL.encode() + b"# caf\xe9\n")
     with pytest.raises(ConfigError, match="the file is not UTF-8"):
         load_config(path, environ={})
+
+
+def test_a_short_token_key_is_refused_and_the_environment_overrides_it(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"\[secrets\] token_key: reply-address secret must be at least 32 characters"):
+        load_config(write(tmp_path, MINIMAL + '[secrets]\ntoken_key = "short"\n'), environ={})
+    config = load_config(write(tmp_path, MINIMAL + '[secrets]\ntoken_key = "short"\n'), environ={"MAILINTAKE_TOKEN_KEY": "x" * 40})
+    assert config.secrets.reply_key() == config.secrets.reply_key()
+
+
+def test_dev_mode_without_a_key_uses_a_random_one_and_otherwise_there_is_none(tmp_path: Path) -> None:
+    dev = load_config(write(tmp_path, MINIMAL + "[secrets]\ndev_mode = true\n"), environ={})
+    assert dev.secrets.reply_key() != dev.secrets.reply_key()
+    with pytest.raises(ConfigError, match="token_key is required"):
+        load_config(write(tmp_path, MINIMAL), environ={}).secrets.reply_key()
