@@ -120,12 +120,19 @@ class Mailer:
         """kind: sla_warning, sla_breach, sla_escalation or progress_reminder; once per deadline."""
         report = record.report
         assert record.due_at is not None
+        key = f"{kind}:{record.id}:{record.due_at.isoformat()}"
+        if key_exists(session, key):
+            # Every pass sees every breached milestone again; build nothing for what was sent.
+            return False
         recipients = self.config.staff.alerts if kind == "sla_escalation" else self.config.staff.notify
         context = self.report_context(report, calendar) | {"milestone": self.milestone_context(record, calendar, now)}
-        key = f"{kind}:{record.id}:{record.due_at.isoformat()}"
         return self.enqueue_mail(session, key, kind, recipients, context, now, report=report, in_reply_to=self.notification_id(report))
 
     def daily_digest(self, session: Session, day: date, calendar: BusinessCalendar, now: datetime) -> bool:
+        key = f"digest:{day.isoformat()}"
+        if key_exists(session, key):
+            # Every pass after digest_time asks again; load nothing once today's is out.
+            return False
         reports = list(session.scalars(select(Report).where(Report.status.not_in(CLOSED_STATUSES)).options(selectinload(Report.milestones)).order_by(Report.id)))
         awaiting = [(report, record) for report in reports for record in report.milestones if record.awaiting and record.due_at is not None]
         week_end = day + timedelta(days=7 - day.weekday())
@@ -141,7 +148,7 @@ class Mailer:
             "due_today": [item(report, record) for report, record, due_day in local_due if due_day == day and record.due_at >= now],
             "due_this_week": [item(report, record) for report, record, due_day in local_due if day < due_day < week_end],
         }
-        return self.enqueue_mail(session, f"digest:{day.isoformat()}", "daily_digest", self.config.staff.notify, context, now)
+        return self.enqueue_mail(session, key, "daily_digest", self.config.staff.notify, context, now)
 
     def delivery_failure(self, session: Session, outbox_id: int, kind: str, recipients: Sequence[str], reply: str, attempts: int, report: Report | None, now: datetime) -> bool:
         failure = {"kind": kind.replace("_", " "), "recipients": list(recipients), "reply": reply, "attempts": attempts, "tracking_id": report.tracking_id if report else None}
