@@ -57,12 +57,18 @@ class StaffVerdict:
     authenticated: bool
     method: str | None
     reason: str
+    temporary: bool = False  # not authenticated only because DNS did not answer: try again later
 
 
 @dataclass(frozen=True)
 class MethodOutcome:
     passed: bool
     reason: str
+    temporary: bool = False
+
+
+class DnsUnavailable(Exception):
+    """The DNS server did not answer (timeout, SERVFAIL, network): not the same as "no key"."""
 
 
 def is_member(address: str, members: Sequence[str]) -> bool:
@@ -106,12 +112,14 @@ def staff_verdict(raw: bytes, from_address: str, policy: StaffPolicy, dnsfunc: D
         return StaffVerdict(member=True, authenticated=False, method=None, reason=f"[staff] policy is invalid: {problem}")
     from_domain = from_address.lower().rpartition("@")[2]
     failures: list[str] = []
+    temporary = False
     for method in policy.methods:
         outcome = method_outcome(method, raw, from_domain, policy, dnsfunc)
         if outcome.passed:
             return StaffVerdict(member=True, authenticated=True, method=method, reason=outcome.reason)
         failures.append(outcome.reason)
-    return StaffVerdict(member=True, authenticated=False, method=None, reason="; ".join(failures))
+        temporary = temporary or outcome.temporary
+    return StaffVerdict(member=True, authenticated=False, method=None, reason="; ".join(failures), temporary=temporary)
 
 
 def method_outcome(method: Method, raw: bytes, from_domain: str, policy: StaffPolicy, dnsfunc: DnsFunc) -> MethodOutcome:
@@ -147,16 +155,20 @@ def dkim_outcome(raw: bytes, from_domain: str, dnsfunc: DnsFunc) -> MethodOutcom
     if not signatures:
         return MethodOutcome(False, f"{DKIM_FAILURE_REASON} (no DKIM signature)")
     problems: list[str] = []
+    temporary = False
     for index, signature in enumerate(signatures[:MAX_DKIM_SIGNATURES]):
         problem = dkim_signature_problem(signature, from_domain)
-        if problem is None and not signature_verifies(verifier, index, dnsfunc):
-            problem = "did not verify"
+        try:
+            if problem is None and not signature_verifies(verifier, index, dnsfunc):
+                problem = "did not verify"
+        except DnsUnavailable:
+            problem, temporary = "DNS did not answer", True
         if problem is None:
             return MethodOutcome(True, "valid DKIM signature aligned with the From domain")
         problems.append(problem)
     if len(signatures) > MAX_DKIM_SIGNATURES:
         problems.append(f"only the first {MAX_DKIM_SIGNATURES} checked")
-    return MethodOutcome(False, f"{DKIM_FAILURE_REASON} ({', '.join(problems)})")
+    return MethodOutcome(False, f"{DKIM_FAILURE_REASON} ({', '.join(problems)})", temporary)
 
 
 def dkim_signature_problem(signature: bytes, from_domain: str) -> str | None:
@@ -183,8 +195,11 @@ def signed_header_names(h_tag: bytes) -> list[bytes]:
 
 
 def signature_verifies(verifier: dkim.DKIM, index: int, dnsfunc: DnsFunc) -> bool:
+    """False for a signature that does not verify; DnsUnavailable when DNS did not answer."""
     try:
         return verifier.verify(idx=index, dnsfunc=dnsfunc) is True
+    except DnsUnavailable:
+        raise
     except Exception:
         return False
 
@@ -277,8 +292,10 @@ def dns_txt_lookup(server: str | None = None, timeout: float = 5.0) -> DnsFunc:
             answer = resolver.resolve(
                 name.decode("ascii"), dns.rdatatype.TXT, search=False, lifetime=min(timeout, configured_timeout)
             )
-        except (dns.exception.DNSException, OSError, UnicodeDecodeError):
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer, UnicodeDecodeError):
             return None
+        except (dns.exception.DNSException, OSError) as error:
+            raise DnsUnavailable(type(error).__name__) from None
         records = list(answer.rrset or [])
         # RFC 6376 3.6.2.2 lets a verifier ignore a key published as several records.
         if len(records) != 1:

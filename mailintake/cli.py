@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     reports = commands.add_parser("reports", help="list and show reports").add_subparsers(dest="reports_command", required=True, metavar="SUBCOMMAND")
     listing = reports.add_parser("list", help="all reports, oldest first")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
-    show = reports.add_parser("show", help="one report with its messages and attachments")
+    show = reports.add_parser("show", help="one report: its whole thread in order, its milestones and who met them")
     show.add_argument("tracking_id", metavar="ID", help="tracking id, e.g. SEC-2026-0001")
     show.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--year", type=int, action="append", help="a year to include (repeatable; default: this year and next)")
 
     sla = commands.add_parser("sla", help="SLA milestones of open reports").add_subparsers(dest="sla_command", required=True, metavar="SUBCOMMAND")
-    status = sla.add_parser("status", help="open milestones: due time, business time left, state (ok/warning/breached/met/waiting)")
+    status = sla.add_parser("status", help="open milestones: due time, business time left, state (ok/warning/breached/met/waiting/paused)")
     status.add_argument("--now", metavar="ISO", help="evaluate at this moment instead of the clock")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     sla.add_parser("recompute", help="recompute every open report's deadlines (after editing [calendar] or [sla.*] in the config)")
@@ -219,15 +219,28 @@ def print_report(detail: dict[str, Any]) -> None:
     show(f"{detail['tracking_id']}  {detail['status']}  received {detail['received_at']}")
     show(f"Subject:   {detail['subject']}")
     show(f"Reporter:  {detail['reporter'] or '-'}{'  (anonymous)' if detail['anonymous'] else ''}")
-    show(f"Severity:  {detail['suggested_severity'] or '-'} (suggested by the reporter)")
+    show(f"Severity:  {detail['severity'] or '-'} (reporter suggested {detail['suggested_severity'] or '-'})")
+    show(f"Assignee:  {detail['assignee'] or '-'}    ETA: {detail['eta'] or '-'}    Bounty: {detail['bounty'] or '-'}")
     show(f"Credit as: {detail['credit_as'] or '-'}")
+    if detail["flag"]:
+        show(f"FLAGGED:   {detail['flag']}{'  (pointed at ' + detail['related'] + ', not added to it)' if detail['related'] else ''}")
+    if detail["duplicate_of"]:
+        show(f"Duplicate of {detail['duplicate_of']}")
     for url in detail["urls"] + detail["endpoints"]:
         show(f"Mentions:  {url}")
     if detail["duplicate_deliveries"]:
         show(f"Duplicate deliveries: inbound {', '.join(str(item) for item in detail['duplicate_deliveries'])}")
+    show()
+    show("Milestones")
+    for milestone in detail["milestones"]:
+        met = f"met {milestone['met_at']} by {milestone['met_by']}" if milestone["met_at"] else ("open" if milestone["awaiting"] else "-")
+        show(f"  {milestone['name']:<18} due {milestone['due_at'] or '-':<22} {met}")
+    for pause in detail["pauses"]:
+        show(f"  paused {pause['started_at']} by {pause['started_by']} until {pause['ended_at'] or 'now'}{' by ' + pause['ended_by'] if pause['ended_by'] else ''}")
     for message in detail["messages"]:
         show()
-        show(f"--- {message['direction']}  {message['received_at']}  from {message['from'] or '-'}  sha256 {message['sha256']}")
+        author = f" by {message['author']}" if message["author"] and message["direction"] == "out" else ""
+        show(f"--- {message['kind']} ({message['direction']})  {message['received_at']}  from {message['from'] or '-'}{author}  sha256 {message['sha256']}")
         for attachment in message["attachments"]:
             show(f"    attachment {attachment['filename']} ({attachment['content_type']}, {attachment['size']} bytes, sha256 {attachment['sha256']})")
         show(message["body"])
@@ -484,7 +497,7 @@ def milestone_item(view: MilestoneView, calendar: BusinessCalendar, now: datetim
 
 
 def time_left_text(calendar: BusinessCalendar, now: datetime, due_at: datetime | None, state: str) -> str:
-    if state in ("met", "waiting") or due_at is None:
+    if state in ("met", "waiting", "paused") or due_at is None:
         return ""
     if now > due_at:
         return f"overdue by {duration_text(now - due_at)}"

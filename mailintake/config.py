@@ -7,6 +7,7 @@ wrong; callers print it and exit with status 2.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import tomllib
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any
 import humanfriendly
 
 from mailintake.addresses import AddressError, normalized_addr_spec
+from mailintake.authentication import StaffPolicy, dns_server_address, policy_problem
 from mailintake.calendar import BusinessCalendar, CalendarError, Closure, RecurringClosure, parse_hours, parse_workdays
 from mailintake.durations import DurationError
 from mailintake.sla import Policy, PolicyError, policy_from_mapping
@@ -29,6 +31,7 @@ TOKEN_KEY_ENV = "MAILINTAKE_TOKEN_KEY"
 PROTOCOLS = ("smtp", "lmtp")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 MAX_MESSAGE_SIZE = 500_000_000
+DOMAIN = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z][a-z0-9-]*[a-z0-9]")
 
 
 class ConfigError(Exception):
@@ -81,6 +84,15 @@ class RelayConfig:
 class StaffConfig:
     notify: tuple[str, ...] = ()
     alerts: tuple[str, ...] = ()
+    members: tuple[str, ...] = ()
+    authentication: tuple[str, ...] = ("dkim",)
+    trusted_authserv_id: str = ""
+    dns_server: str = ""
+    signature_markers: tuple[str, ...] = ("-- ",)
+    anonymous_alias: bool = True
+
+    def policy(self) -> StaffPolicy:
+        return StaffPolicy(members=self.members, methods=self.authentication, trusted_authserv_id=self.trusted_authserv_id or None)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -239,7 +251,38 @@ def staff_from(table: dict[str, Any], where: str, intake: IntakeConfig) -> Staff
         lists[key] = tuple(mailbox_address(value, f"[staff] {key}", where) for value in values)
         if ours & set(lists[key]):
             raise ConfigError(f"{where}: [staff] {key} must not contain an address of [intake] (a notification sent to it would come back as a new report)")
-    return StaffConfig(notify=lists["notify"], alerts=lists["alerts"] or lists["notify"])
+    defaults = StaffConfig()
+    staff = StaffConfig(
+        notify=lists["notify"],
+        alerts=lists["alerts"] or lists["notify"],
+        members=tuple(member_entry(value, where) for value in string_list(table, "members", (), "[staff]", where)),
+        authentication=tuple(value.lower() for value in string_list(table, "authentication", defaults.authentication, "[staff]", where)),
+        trusted_authserv_id=string_or_empty(table, "trusted_authserv_id", "[staff]", where).strip(),
+        dns_server=string_or_empty(table, "dns_server", "[staff]", where).strip(),
+        signature_markers=string_list(table, "signature_markers", defaults.signature_markers, "[staff]", where),
+        anonymous_alias=flag(table, "anonymous_alias", defaults.anonymous_alias, "[staff]", where),
+    )
+    problem = policy_problem(staff.policy())
+    if staff.dns_server:
+        try:
+            dns_server_address(staff.dns_server)
+        except ValueError as error:
+            raise ConfigError(f"{where}: [staff] dns_server: {error}") from None
+    if problem:
+        raise ConfigError(f"{where}: [staff] {problem}")
+    if ours & set(staff.members):
+        raise ConfigError(f"{where}: [staff] members must not contain an address of [intake]")
+    return staff
+
+
+def member_entry(value: str, where: str) -> str:
+    """A staff member: a full address, or a bare domain for everyone at it."""
+    if "@" in value:
+        return mailbox_address(value, "[staff] members", where)
+    domain = value.strip().lower()
+    if not DOMAIN.fullmatch(domain):
+        raise ConfigError(f"{where}: [staff] members: {value!r} is neither an address nor a domain like example.com")
+    return domain
 
 
 def templates_from(table: dict[str, Any], where: str, path: Path) -> TemplatesConfig:

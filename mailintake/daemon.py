@@ -99,6 +99,8 @@ async def serve(config: Config, clock: Clock = utc_now) -> None:
         raise SchemaNotCurrent("the database schema is not current: run `mailintake db upgrade` first")
     sessions = session_factory(engine)
     reply_key = config.secrets.reply_key()
+    if "allowlist" in config.staff.authentication:
+        log.warning("[staff] authentication = \"allowlist\": anyone who writes a staff member's address in From: acts as staff; for development only")
     mailer = Mailer(config, checked_templates(config), reply_key)
     parser = ParserPool(config.intake.parse_timeout, parser_memory_limit(config.intake.max_message_size))
     outbox = outbox_worker(sessions, config, mailer, clock)

@@ -7,6 +7,7 @@ failure), so the outbox row commits or rolls back with it.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -22,8 +23,9 @@ from mailintake.config import Config
 from mailintake.durations import duration_text
 from mailintake.loops import LOOP_HEADER, no_auto_reply_reason, our_message_id
 from mailintake.milestones import CLOSED_STATUSES, record_promise
-from mailintake.models import InboundMessage, MilestoneRecord, Report
+from mailintake.models import InboundMessage, Message, MilestoneRecord, Report
 from mailintake.outbox import Outgoing, auto_replies_since, enqueue, key_exists
+from mailintake.reply_text import base_subject
 from mailintake.parsing import ParsedMessage
 from mailintake.templates import TemplateError, Templates
 from mailintake.tokens import Side, reply_address
@@ -126,7 +128,7 @@ class Mailer:
             return False
         recipients = self.config.staff.alerts if kind == "sla_escalation" else self.config.staff.notify
         context = self.report_context(report, calendar) | {"milestone": self.milestone_context(record, calendar, now)}
-        return self.enqueue_mail(session, key, kind, recipients, context, now, report=report, in_reply_to=self.notification_id(report))
+        return self.enqueue_mail(session, key, kind, recipients, context, now, report=report, in_reply_to=self.notification_id(report)) is not None
 
     def daily_digest(self, session: Session, day: date, calendar: BusinessCalendar, now: datetime) -> bool:
         key = f"digest:{day.isoformat()}"
@@ -148,36 +150,77 @@ class Mailer:
             "due_today": [item(report, record) for report, record, due_day in local_due if due_day == day and record.due_at >= now],
             "due_this_week": [item(report, record) for report, record, due_day in local_due if day < due_day < week_end],
         }
-        return self.enqueue_mail(session, key, "daily_digest", self.config.staff.notify, context, now)
+        return self.enqueue_mail(session, key, "daily_digest", self.config.staff.notify, context, now) is not None
 
     def delivery_failure(self, session: Session, outbox_id: int, kind: str, recipients: Sequence[str], reply: str, attempts: int, report: Report | None, now: datetime) -> bool:
         failure = {"kind": kind.replace("_", " "), "recipients": list(recipients), "reply": reply, "attempts": attempts, "tracking_id": report.tracking_id if report else None}
-        return self.enqueue_mail(session, f"delivery_failure:{outbox_id}", "delivery_failure", self.config.staff.alerts, {"failure": failure}, now, report=report)
+        return self.enqueue_mail(session, f"delivery_failure:{outbox_id}", "delivery_failure", self.config.staff.alerts, {"failure": failure}, now, report=report) is not None
+
+    def to_reporter(self, session: Session, key: str, template: str, report: Report, context: dict[str, Any], calendar: BusinessCalendar, now: datetime) -> Outgoing | None:
+        """A human answer to the reporter (a relayed staff reply, a status notice): from the
+        security address, threaded on what the reporter has seen, never on staff mail."""
+        address = report.reporter.address if report.reporter else report.envelope_sender
+        if not address:
+            return None
+        context = self.report_context(report, calendar) | {"reply_address": self.reply_address(report, "reporter"), "subject": base_subject(report.subject)} | context
+        thread = self.reporter_thread(session, report)
+        return self.enqueue_mail(
+            session, key, template, (address,), context, now, report=report, in_reply_to=thread[-1] if thread else None,
+            auto_submitted="no", language=report.language, reply_side="reporter", references=thread,
+        )
+
+    def reporter_reply_forwarded(self, session: Session, report: Report, message: Message, resumed: bool, verified: bool, calendar: BusinessCalendar, now: datetime) -> None:
+        attachments = [mailable_attachment(item.filename, item.content_type, item.content) for item in message.attachments]
+        context = self.report_context(report, calendar) | {
+            "subject": base_subject(message.subject), "body": message.body_text, "reply_address": self.reply_address(report, "staff"), "resumed": resumed, "verified": verified,
+            "attachments": [{"filename": item.filename, "content_type": item.content_type, "size": item.size, "sha256": item.sha256} for item in message.attachments],
+        }
+        for attached in (attachments, []):
+            try:
+                with session.begin_nested():
+                    self.enqueue_mail(
+                        session, f"forward:{message.id}", "reporter_reply", self.config.staff.notify, context, now, report=report,
+                        in_reply_to=self.notification_id(report), attachments=attached, references=(self.notification_id(report),) + self.thread_of(report),
+                    )
+                return
+            except (ValueError, TemplateError) as error:
+                log.error("report %s: reporter reply could not be forwarded (%s)%s", report.tracking_id, type(error).__name__, "; sending it without attachments" if attached else "")
+
+    def command_error(self, session: Session, report: Report, author: str, message: Message, errors: Sequence[str], calendar: BusinessCalendar, now: datetime, carried_out: bool = False) -> None:
+        context = self.report_context(report, calendar) | {"errors": list(errors), "carried_out": carried_out}
+        self.enqueue_mail(session, f"command_error:{message.id}", "command_error", (author,), context, now, report=report, in_reply_to=message.message_id)
+
+    def flagged_report(self, session: Session, report: Report, calendar: BusinessCalendar, now: datetime) -> None:
+        related = report.related_report.tracking_id if report.related_report else None
+        context = self.report_context(report, calendar) | {"flag": report.flag or "", "related": related}
+        self.enqueue_mail(session, f"flag:{report.id}", "flagged_report", self.config.staff.alerts, context, now, report=report, in_reply_to=self.notification_id(report))
 
     def enqueue_mail(
         self, session: Session, key: str, template: str, recipients: Iterable[str], context: dict[str, Any], now: datetime, *,
         report: Report | None = None, in_reply_to: str | None = None, auto_submitted: str = "auto-generated",
         auto_reply_to: str | None = None, attachments: Sequence[tuple[str, str, bytes]] = (), language: str | None = None,
-        reply_side: Side = "staff",
-    ) -> bool:
+        reply_side: Side = "staff", references: Sequence[str] | None = None,
+    ) -> Outgoing | None:
+        """The mail as enqueued, or None if there was nobody to send it to or it already was."""
         to = tuple(dict.fromkeys(ascii_address(address) for address in recipients))
         if not to:
             log.warning("no recipients configured for %s mail; nothing sent", template)
-            return False
+            return None
         if key_exists(session, key):
             # Already enqueued (an earlier pass, before a restart): don't render it again.
-            return False
+            return None
         rendered = self.templates.render(template, self.common_context(now) | context, language)
         message_id = self.message_id_for(key)
         message = compose(
             sender=self.sender, sender_name=self.sender_name, to=to, subject=rendered.subject, text=rendered.text, html=rendered.html,
             message_id=message_id, date=now, tracking_id=report.tracking_id if report else None, in_reply_to=in_reply_to,
-            references=self.thread_of(report), reply_to=self.reply_address(report, reply_side) if report else self.sender,
+            references=tuple(references) if references is not None else self.thread_of(report),
+            reply_to=self.reply_address(report, reply_side) if report else self.sender,
             auto_submitted=auto_submitted, attachments=attachments,
             extra_headers={LOOP_HEADER: self.sender},
         )
         outgoing = Outgoing(key, template, self.sender, to, message_id, message_bytes(message), report.id if report else None, auto_reply_to)
-        return enqueue(session, outgoing, now)
+        return outgoing if enqueue(session, outgoing, now) else None
 
     def reply_address(self, report: Report, side: Side) -> str:
         """The signed address replies about this report go to: reporters and staff each get
@@ -188,21 +231,40 @@ class Mailer:
         return milestone in self.config.sla.names and self.config.sla.milestone(milestone).auto
 
     def message_id_for(self, key: str) -> str:
-        return our_message_id(hashlib.sha256(key.encode()).hexdigest()[:32], self.domain)
+        # Keyed: a stranger who knows a report's id cannot compute the Message-IDs of its
+        # mail and pose as its reporter by quoting them in References.
+        return our_message_id(hmac.new(self.reply_key, key.encode(), hashlib.sha256).hexdigest()[:32], self.domain)
 
     def notification_id(self, report: Report) -> str:
         return self.message_id_for(f"notify:{report.id}")
 
     def thread_of(self, report: Report | None) -> tuple[str, ...]:
+        """Staff-facing threading: the notification and every message of the report."""
         if report is None:
             return ()
         return tuple(message.message_id for message in report.messages if message.message_id)
+
+    def reporter_thread(self, session: Session, report: Report) -> tuple[str, ...]:
+        """Reporter-facing threading: only what the reporter sent or was sent, so no staff
+        member's own Message-ID (it names their host) ever reaches the reporter."""
+        ids = [message.message_id for message in report.messages[:1] if message.message_id]
+        if key_exists(session, f"ack:{report.id}"):
+            ids.append(self.message_id_for(f"ack:{report.id}"))
+        ids += [message.message_id for message in report.messages[1:] if message.message_id and message.kind in REPORTER_VISIBLE]
+        return tuple(ids)
 
     def common_context(self, now: datetime) -> dict[str, Any]:
         return {"organisation": self.config.templates.organisation, "policy_url": self.config.templates.policy_url, "now": now.isoformat(timespec="minutes")}
 
     def report_context(self, report: Report, calendar: BusinessCalendar) -> dict[str, Any]:
         return {"report": self.report_summary(report, calendar), "deadlines": deadlines_of(report, calendar)}
+
+    def reporter_shown_to_staff(self, report: Report) -> str:
+        """An anonymous reporter's address is never shown to staff (when so configured): only
+        a per-report alias."""
+        if report.anonymous and self.config.staff.anonymous_alias:
+            return f"anonymous-{report.tracking_id.lower()}"
+        return report.reporter.address if report.reporter else report.envelope_sender
 
     def report_summary(self, report: Report, calendar: BusinessCalendar) -> dict[str, Any]:
         first = report.messages[0] if report.messages else None
@@ -214,7 +276,10 @@ class Mailer:
             "status": report.status,
             "severity": report.severity,
             "suggested_severity": report.suggested_severity,
-            "reporter": report.reporter.address if report.reporter else report.envelope_sender,
+            "reporter": self.reporter_shown_to_staff(report),
+            "flag": report.flag,
+            "related": report.related_report.tracking_id if report.related_report else None,
+            "assignee": report.assignee,
             "credit_as": report.credit_as,
             "urls": list(report.urls),
             "attachments": [{"filename": item.filename, "content_type": item.content_type, "size": item.size, "sha256": item.sha256} for item in (first.attachments if first else [])],
@@ -237,6 +302,9 @@ def deadlines_of(report: Report, calendar: BusinessCalendar) -> list[dict[str, A
         skipped = format_skipped_days(calendar.skipped_days(record.started_at, record.due_at))
         deadlines.append({"name": record.name, "title": title_of(record.name), "due": local_text(record.due_at, calendar), "explanation": skipped})
     return deadlines
+
+
+REPORTER_VISIBLE = frozenset({"reporter_reply", "relayed", "notice"})
 
 
 def title_of(name: str) -> str:

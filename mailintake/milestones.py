@@ -43,7 +43,7 @@ def refresh_milestones(session: Session, report: Report, policy: Policy, calenda
             records[status.name] = record
         record.started_at = status.started_at
         record.computed_due_at = status.due_at
-        record.due_at = earliest(status.due_at, record.promised_due_at)
+        record.due_at = status.due_at if paused_by_reporter(report, policy, status.name) else earliest(status.due_at, record.promised_due_at)
         record.warn_at = earliest(status.warn_at, record.due_at)
         record.awaiting = status.state != "met" and record.due_at is not None
     session.flush()
@@ -52,7 +52,8 @@ def refresh_milestones(session: Session, report: Report, policy: Policy, calenda
 
 def schedule_of(report: Report, records: dict[str, MilestoneRecord], policy: Policy, calendar: BusinessCalendar, now: datetime) -> tuple[MilestoneStatus, ...]:
     met = {name: record.met_at for name, record in records.items() if record.met_at is not None}
-    return compute_schedule(policy, calendar, report.received_at, now, met, report.severity)
+    pauses = tuple((pause.started_at, pause.ended_at) for pause in report.pauses)
+    return compute_schedule(policy, calendar, report.received_at, now, met, report.severity, pauses=pauses)
 
 
 def meet_milestone(session: Session, report: Report, name: str, at: datetime, by: str, policy: Policy, calendar: BusinessCalendar) -> None:
@@ -99,7 +100,7 @@ def open_reports(session: Session, due_from: datetime | None = None) -> list[Rep
     if due_from is not None:
         awaiting_later = select(MilestoneRecord.report_id).where(MilestoneRecord.awaiting.is_(True), MilestoneRecord.computed_due_at >= due_from)
         query = query.where(Report.id.in_(awaiting_later))
-    return list(session.scalars(query.options(selectinload(Report.milestones)).order_by(Report.id)))
+    return list(session.scalars(query.options(selectinload(Report.milestones), selectinload(Report.pauses)).order_by(Report.id)))
 
 
 def refresh_open_reports(session: Session, policy: Policy, calendar: BusinessCalendar, now: datetime, changed_from: date | None = None) -> int:
@@ -124,12 +125,18 @@ def milestone_views(session: Session, policy: Policy, calendar: BusinessCalendar
         records = {record.name: record for record in report.milestones}
         for status in schedule_of(report, records, policy, calendar, now):
             promised = records[status.name].promised_due_at if status.name in records else None
-            due_at = earliest(status.due_at, promised)
+            due_at = status.due_at if paused_by_reporter(report, policy, status.name) else earliest(status.due_at, promised)
             warn_at = earliest(status.warn_at, due_at)
-            state = status.state if status.state in ("met", "waiting") else state_at(now, due_at, warn_at)
+            state = status.state if status.state in ("met", "waiting", "paused") else state_at(now, due_at, warn_at)
             kept = MilestoneStatus(status.name, state, status.started_at, due_at, warn_at, status.met_at)
             views.append(MilestoneView(report.tracking_id, kept, status.due_at, promised, due_at))
     return sorted(views, key=lambda view: (view.due_at is None, view.due_at or now, view.tracking_id))
+
+
+def paused_by_reporter(report: Report, policy: Policy, name: str) -> bool:
+    """A deadline the reporter made us wait on moves later with the wait, even if promised:
+    the promise was made for time the company could act in."""
+    return bool(report.pauses) and name in policy.names and policy.milestone(name).pausable
 
 
 def earliest(first: datetime | None, second: datetime | None) -> datetime | None:

@@ -120,14 +120,26 @@ class Report(Base):
     endpoints: Mapped[list[str]] = mapped_column(JSON, default=list)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    flag: Mapped[str | None] = mapped_column(String(64))
+    related_report_id: Mapped[int | None] = mapped_column(ForeignKey("reports.id"))
+    assignee: Mapped[str | None] = mapped_column(String(255))
+    bounty: Mapped[str | None] = mapped_column(String(64))
+    eta: Mapped[date | None] = mapped_column(Date)
+    duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("reports.id"))
 
     reporter: Mapped[Reporter | None] = relationship()
     messages: Mapped[list[Message]] = relationship(back_populates="report", order_by="Message.id")
     milestones: Mapped[list[MilestoneRecord]] = relationship(back_populates="report", order_by="MilestoneRecord.id")
+    pauses: Mapped[list[Pause]] = relationship(back_populates="report", order_by="Pause.id")
+    related_report: Mapped[Report | None] = relationship(foreign_keys=[related_report_id], remote_side="Report.id")
+    duplicate_of: Mapped[Report | None] = relationship(foreign_keys=[duplicate_of_id], remote_side="Report.id")
 
 
 class Message(Base):
-    """A message of a report's thread, inbound or outbound."""
+    """A message of a report's thread, inbound or outbound. `kind`: report (the first),
+    reporter_reply, staff_reply (as received), internal_note, relayed (a staff reply as the
+    reporter got it), notice (resolution and other status mail), automatic (machine mail).
+    `dedup_key` makes one staff reply (by Message-ID) act once per report."""
 
     __tablename__ = "messages"
 
@@ -147,6 +159,9 @@ class Message(Base):
     body_from_html: Mapped[bool] = mapped_column(Boolean, default=False)
     raw_sha256: Mapped[str] = mapped_column(String(64))
     parse_defects: Mapped[list[str]] = mapped_column(JSON, default=list)
+    kind: Mapped[str] = mapped_column(String(24), default="report")
+    author: Mapped[str] = mapped_column(String(512), default="")
+    dedup_key: Mapped[str | None] = mapped_column(String(600), unique=True)
 
     report: Mapped[Report] = relationship(back_populates="messages")
     attachments: Mapped[list[Attachment]] = relationship(back_populates="message", order_by="Attachment.id")
@@ -191,6 +206,21 @@ class MilestoneRecord(Base):
         Index("ix_milestones_awaiting_due_at", "awaiting", "due_at"),
         Index("ix_milestones_awaiting_warn_at", "awaiting", "warn_at"),
     )
+
+
+class Pause(Base):
+    """A span in which pausable SLA clocks stood still (`#wait` … `#resume`)."""
+
+    __tablename__ = "pauses"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    report_id: Mapped[int] = mapped_column(ForeignKey("reports.id"), index=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    started_by: Mapped[str] = mapped_column(String(255))
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ended_by: Mapped[str | None] = mapped_column(String(255))
+
+    report: Mapped[Report] = relationship(back_populates="pauses")
 
 
 class CalendarChange(Base):

@@ -18,24 +18,34 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailintake.authentication import DnsFunc, StaffVerdict, dns_txt_lookup, staff_verdict
 from mailintake.calendar_admin import effective_calendar
 from mailintake.config import CalendarConfig, Config
+from mailintake.conversation import ConversationRules, arrival_of, record_reporter_reply, record_staff_reply, reply_already_recorded
 from mailintake.mailer import Mailer
 from mailintake.db import transaction
 from mailintake.milestones import refresh_milestones
 from mailintake.models import InboundMessage, Report
 from mailintake.parser_pool import ParseFailure
-from mailintake.parsing import ParsedMessage
+from mailintake.parsing import ParsedMessage, normalized_line_endings
 from mailintake.reports import create_report, report_with_origin
+from mailintake.routing import REPLY_ADDRESS_MISUSED, STAFF_ADDRESS_MISUSED, STAFF_TO_PUBLIC_ADDRESS, UNAUTHENTICATED_STAFF, Route, route_of
 from mailintake.sla import Policy
 
 log = logging.getLogger(__name__)
 
 MAX_RETRY_DELAY = timedelta(hours=6)
+# Flags that alert [staff] alerts: someone used an address or identity that was not theirs.
+ALERTING_FLAGS = frozenset({UNAUTHENTICATED_STAFF, STAFF_ADDRESS_MISUSED, REPLY_ADDRESS_MISUSED})
+# Flags whose mail is not from a researcher: no acknowledgement, no deadlines.
+UNANSWERED_FLAGS = frozenset({UNAUTHENTICATED_STAFF, STAFF_ADDRESS_MISUSED, STAFF_TO_PUBLIC_ADDRESS})
 
 
 class Parser(Protocol):
     def parse(self, raw: bytes) -> ParsedMessage: ...
+
+
+Authenticator = Callable[[bytes, str], StaffVerdict]
 
 
 @dataclass(frozen=True)
@@ -46,11 +56,23 @@ class ProcessingRules:
     policy: Policy
     calendar: CalendarConfig
     mailer: Mailer
+    conversation: ConversationRules
+    authenticate: Authenticator
 
     @classmethod
-    def from_config(cls, config: Config, mailer: Mailer) -> ProcessingRules:
+    def from_config(cls, config: Config, mailer: Mailer, dnsfunc: DnsFunc | None = None) -> ProcessingRules:
         intake = config.intake
-        return cls(intake.tracking_prefix, intake.max_parse_attempts, intake.retry_interval, config.sla, config.calendar, mailer)
+        conversation = ConversationRules(intake.tracking_prefix, config.sla, config.staff, mailer)
+        lookup = dnsfunc or dns_txt_lookup(config.staff.dns_server or None)
+        staff_policy = config.staff.policy()
+
+        ours = frozenset(intake.addresses) | {intake.reply_address}
+
+        def authenticate(raw: bytes, from_address: str) -> StaffVerdict:
+            # Our own mail coming back is never staff, whatever a member domain covers.
+            return staff_verdict(raw, "" if from_address.lower() in ours else from_address, staff_policy, lookup)
+
+        return cls(intake.tracking_prefix, intake.max_parse_attempts, intake.retry_interval, config.sla, config.calendar, mailer, conversation, authenticate)
 
 
 @dataclass(frozen=True)
@@ -107,8 +129,12 @@ def process_inbound(sessions: sessionmaker[Session], parser: Parser, rules: Proc
         parsed = parser.parse(snapshot.raw)
     except ParseFailure as failure:
         return record_failure(sessions, rules, inbound_id, snapshot, str(failure), clock())
+    verdict = rules.authenticate(normalized_line_endings(snapshot.raw), parsed.from_address)
+    if verdict.temporary and snapshot.attempts + 1 < rules.max_attempts:
+        # A staff member's mail while DNS is down: try again rather than flag it as forged.
+        return record_failure(sessions, rules, inbound_id, snapshot, "staff authentication: DNS did not answer", clock())
     try:
-        return record_parsed_once_more_on_conflict(sessions, rules, inbound_id, snapshot, parsed, clock)
+        return record_parsed_once_more_on_conflict(sessions, rules, inbound_id, snapshot, parsed, verdict, clock)
     except (OperationalError, InterfaceError):
         raise
     except Exception as error:
@@ -116,12 +142,12 @@ def process_inbound(sessions: sessionmaker[Session], parser: Parser, rules: Proc
         return record_failure(sessions, rules, inbound_id, snapshot, f"storing the report failed: {type(error).__name__}", clock())
 
 
-def record_parsed_once_more_on_conflict(sessions: sessionmaker[Session], rules: ProcessingRules, inbound_id: int, snapshot: Snapshot, parsed: ParsedMessage, clock: Callable[[], datetime]) -> Outcome:
+def record_parsed_once_more_on_conflict(sessions: sessionmaker[Session], rules: ProcessingRules, inbound_id: int, snapshot: Snapshot, parsed: ParsedMessage, verdict: StaffVerdict, clock: Callable[[], datetime]) -> Outcome:
     try:
-        return record_parsed(sessions, rules, inbound_id, snapshot, parsed, clock())
+        return record_parsed(sessions, rules, inbound_id, snapshot, parsed, verdict, clock())
     except IntegrityError:
-        # Another process created the report for the same origin first; now it is a duplicate.
-        return record_parsed(sessions, rules, inbound_id, snapshot, parsed, clock())
+        # Another process recorded the same report or reply first; now it is a duplicate.
+        return record_parsed(sessions, rules, inbound_id, snapshot, parsed, verdict, clock())
 
 
 def read_snapshot(sessions: sessionmaker[Session], inbound_id: int) -> Snapshot | None:
@@ -139,28 +165,56 @@ def claimed(session: Session, inbound_id: int, snapshot: Snapshot, **changes: ob
     return result.rowcount == 1
 
 
-def record_parsed(sessions: sessionmaker[Session], rules: ProcessingRules, inbound_id: int, snapshot: Snapshot, parsed: ParsedMessage, now: datetime) -> Outcome:
+def record_parsed(sessions: sessionmaker[Session], rules: ProcessingRules, inbound_id: int, snapshot: Snapshot, parsed: ParsedMessage, verdict: StaffVerdict, now: datetime) -> Outcome:
     with transaction(sessions) as session:
+        inbound = session.get(InboundMessage, inbound_id)
+        assert inbound is not None
         existing = report_with_origin(session, parsed.origin_key)
-        status = "duplicate" if existing else "processed"
+        route = None if existing else route_of(arrival_of(session, rules.conversation, parsed, inbound.envelope_to, verdict.member, verdict.authenticated))
+        repeated = route is not None and route.kind != "new_report" and reply_already_recorded(session, route, parsed)
+        status = "duplicate" if existing or repeated else "processed"
         if not claimed(session, inbound_id, snapshot, status=status, processed_at=now, last_error=None, next_attempt_at=None):
             session.rollback()
             return Outcome(inbound_id, "skipped")
-        inbound = session.get(InboundMessage, inbound_id)
-        assert inbound is not None
-        report = existing or new_report_with_mail(session, rules, parsed, inbound, now)
+        report = existing or recorded_route(session, rules, route, repeated, parsed, inbound, now)
         inbound.report_id = report.id
-        log.info("inbound %d %s as %s", inbound_id, "recorded as duplicate of" if existing else "became report", report.tracking_id)
+        log.info("inbound %d %s %s", inbound_id, what_happened(existing is not None, route, repeated), report.tracking_id)
         return Outcome(inbound_id, status, report.tracking_id)
 
 
-def new_report_with_mail(session: Session, rules: ProcessingRules, parsed: ParsedMessage, inbound: InboundMessage, now: datetime) -> Report:
+def recorded_route(session: Session, rules: ProcessingRules, route: Route | None, repeated: bool, parsed: ParsedMessage, inbound: InboundMessage, now: datetime) -> Report:
+    assert route is not None
+    if route.kind == "new_report":
+        return new_report_with_mail(session, rules, parsed, inbound, now, route)
+    # The report row is locked: two replies to one report (two daemons) apply one after the other.
+    report = session.scalars(select(Report).where(Report.id == route.report_id).with_for_update()).one()
+    if repeated:
+        return report
+    calendar = effective_calendar(session, rules.calendar)
+    record = record_staff_reply if route.kind == "staff_reply" else record_reporter_reply
+    record(session, rules.conversation, report, route, parsed, inbound, calendar, now)
+    return report
+
+
+def what_happened(duplicate: bool, route: Route | None, repeated: bool) -> str:
+    if duplicate or repeated:
+        return "recorded as duplicate of"
+    if route is not None and route.kind != "new_report":
+        return f"recorded as {route.kind.replace('_', ' ')} on"
+    if route is not None and route.flag:
+        return f"flagged ({route.flag}) as new report"
+    return "became report"
+
+
+def new_report_with_mail(session: Session, rules: ProcessingRules, parsed: ParsedMessage, inbound: InboundMessage, now: datetime, route: Route | None = None) -> Report:
     """A new report, its deadlines and the mail it causes, in one transaction.
 
     Machine mail (a bounce, an out-of-office, a list, our own mail coming back) is stored
     as a report marked `automated`, with no deadlines and no mail: answering or notifying
     about it is how mail loops start. Deadlines are computed in a savepoint: if they cannot
-    be, the report and the staff notification still are."""
+    be, the report and the staff notification still are. A flagged report (someone writing
+    into a report that is not theirs) is kept apart from that report; staff are alerted,
+    and if it claims to be staff it is neither answered nor given deadlines."""
     report = create_report(session, parsed, inbound, rules.tracking_prefix, now)
     signal = rules.mailer.loop_signal(parsed, inbound.envelope_from)
     if signal is not None:
@@ -168,6 +222,13 @@ def new_report_with_mail(session: Session, rules: ProcessingRules, parsed: Parse
         log.info("report %s is machine mail (%s): stored, not answered", report.tracking_id, signal.split(":")[0])
         return report
     calendar = effective_calendar(session, rules.calendar)
+    if route is not None and route.flag is not None:
+        flag_report(session, report, route)
+        if route.flag in ALERTING_FLAGS:
+            rules.mailer.flagged_report(session, report, calendar, now)
+        if route.flag in UNANSWERED_FLAGS:
+            rules.mailer.notify_staff(session, report, calendar, now)
+            return report
     try:
         with session.begin_nested():
             refresh_milestones(session, report, rules.policy, calendar, now)
@@ -175,6 +236,13 @@ def new_report_with_mail(session: Session, rules: ProcessingRules, parsed: Parse
         log.error("report %s: deadlines could not be computed (%s)", report.tracking_id, type(error).__name__)
     rules.mailer.report_received(session, report, inbound, calendar, now)
     return report
+
+
+def flag_report(session: Session, report: Report, route: Route) -> None:
+    report.flag = (route.flag or "")[:64]
+    if route.related_report_id is not None and session.get(Report, route.related_report_id) is not None:
+        report.related_report_id = route.related_report_id
+        session.flush()
 
 
 def record_failure(sessions: sessionmaker[Session], rules: ProcessingRules, inbound_id: int, snapshot: Snapshot, reason: str, now: datetime) -> Outcome:

@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
 
 from mailintake.db import insert_ignoring_conflicts
-from mailintake.models import Attachment, InboundMessage, Message, Report, Reporter, TrackingCounter
+from mailintake.models import Attachment, InboundMessage, Message, MilestoneRecord, Report, Reporter, TrackingCounter
 from mailintake.parsing import ParsedMessage
 
 
@@ -107,7 +107,7 @@ def report_detail(session: Session, tracking_id: str) -> dict[str, Any]:
     report = session.scalars(
         select(Report)
         .where(Report.tracking_id == tracking_id.upper())
-        .options(selectinload(Report.reporter), selectinload(Report.messages).selectinload(Message.attachments))
+        .options(selectinload(Report.reporter), selectinload(Report.messages).selectinload(Message.attachments), selectinload(Report.milestones), selectinload(Report.pauses))
     ).one_or_none()
     if report is None:
         raise ReportNotFound(tracking_id)
@@ -120,14 +120,41 @@ def report_detail(session: Session, tracking_id: str) -> dict[str, Any]:
         "credit_as": report.credit_as,
         "urls": report.urls,
         "endpoints": report.endpoints,
+        "severity": report.severity,
+        "assignee": report.assignee,
+        "eta": report.eta.isoformat() if report.eta else None,
+        "bounty": report.bounty,
+        "flag": report.flag,
+        "related": report.related_report.tracking_id if report.related_report else None,
+        "duplicate_of": report.duplicate_of.tracking_id if report.duplicate_of else None,
+        "automated": report.automated,
         "duplicate_deliveries": list(duplicates),
-        "messages": [message_view(message) for message in report.messages],
+        "milestones": [milestone_view(record) for record in report.milestones],
+        "pauses": [{"started_at": iso_utc(pause.started_at), "started_by": pause.started_by, "ended_at": iso_utc(pause.ended_at) if pause.ended_at else None, "ended_by": pause.ended_by} for pause in report.pauses],
+        "messages": [message_view(message) for message in thread_order(report.messages)],
+    }
+
+
+def thread_order(messages: list[Message]) -> list[Message]:
+    return sorted(messages, key=lambda message: (message.received_at, message.id))
+
+
+def milestone_view(record: MilestoneRecord) -> dict[str, Any]:
+    return {
+        "name": record.name,
+        "due_at": iso_utc(record.due_at) if record.due_at else None,
+        "promised_due_at": iso_utc(record.promised_due_at) if record.promised_due_at else None,
+        "met_at": iso_utc(record.met_at) if record.met_at else None,
+        "met_by": record.met_by,
+        "awaiting": record.awaiting,
     }
 
 
 def message_view(message: Message) -> dict[str, Any]:
     return {
         "direction": message.direction,
+        "kind": message.kind,
+        "author": message.author,
         "from": message.from_address,
         "from_name": message.from_name,
         "to": message.to_addresses,

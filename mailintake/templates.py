@@ -32,6 +32,13 @@ REQUIRED = (
     "resolution",
     "daily_digest",
     "delivery_failure",
+    "staff_reply",
+    "reporter_reply",
+    "command_error",
+    "flagged_report",
+    "rejected",
+    "duplicate",
+    "out_of_scope",
 )
 TEXT_SUFFIX = ".txt.j2"
 HTML_SUFFIX = ".html.j2"

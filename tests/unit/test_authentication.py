@@ -8,7 +8,6 @@ import base64
 import hashlib
 import logging
 import socket
-from pathlib import Path
 
 import dkim
 import pytest
@@ -17,6 +16,7 @@ from dkim.crypto import parse_pem_private_key
 
 from mailintake.authentication import (
     MAX_DKIM_SIGNATURES,
+    DnsUnavailable,
     NOT_A_MEMBER_REASON,
     StaffPolicy,
     StaffVerdict,
@@ -26,17 +26,9 @@ from mailintake.authentication import (
     policy_problem,
     staff_verdict,
 )
+from tests.dkim_keys import PRIVATE_KEY, WEAK_PRIVATE_KEY, dkim_txt_record
 from tests.dns_server import TxtDnsServer
 
-KEYS = Path(__file__).resolve().parent.parent / "fixtures" / "dkim"
-PRIVATE_KEY = (KEYS / "test-only-rsa2048.key").read_bytes()
-WEAK_PRIVATE_KEY = (KEYS / "test-only-rsa768-too-weak.key").read_bytes()
-
-
-def dkim_txt_record(public_key_file: str) -> bytes:
-    """The DNS TXT value for a PEM SubjectPublicKeyInfo: its base64 DER in p=."""
-    lines = (KEYS / public_key_file).read_bytes().splitlines()
-    return b"v=DKIM1; k=rsa; p=" + b"".join(line.strip() for line in lines if not line.startswith(b"-----"))
 
 
 TXT = dkim_txt_record("test-only-rsa2048.pub")
@@ -285,6 +277,23 @@ def test_a_failing_dnsfunc_fails_the_signature_and_does_not_raise() -> None:
     assert not result.authenticated and "did not verify" in result.reason
 
 
+def test_dns_that_does_not_answer_is_a_temporary_failure_not_a_verdict() -> None:
+    def unavailable(name: bytes, timeout: float = 5) -> bytes | None:
+        raise DnsUnavailable("Timeout")
+
+    result = staff_verdict(signed(MESSAGE), "alice@example.com", DKIM_POLICY, unavailable)
+    assert not result.authenticated and result.temporary and "DNS did not answer" in result.reason
+    assert not staff_verdict(signed(MESSAGE), "alice@example.com", DKIM_POLICY, DictDns({})).temporary
+
+
+def test_a_dns_server_that_is_not_there_raises_dns_unavailable() -> None:
+    with TxtDnsServer({}) as (host, port):
+        pass
+    lookup = dns_txt_lookup(f"{host}:{port}", timeout=0.5)
+    with pytest.raises(DnsUnavailable):
+        lookup(b"sel._domainkey.example.com.")
+
+
 def test_no_address_reaches_the_logs(caplog: pytest.LogCaptureFixture) -> None:
     raw = signed(MESSAGE, identity=b"alice@example.com")
     with caplog.at_level(logging.DEBUG):
@@ -456,11 +465,12 @@ def test_dns_txt_lookup_against_a_real_server_joins_character_strings() -> None:
         assert server.queries.count("sel._domainkey.example.com.") == 2
 
 
-def test_dns_txt_lookup_times_out_to_none() -> None:
+def test_dns_txt_lookup_that_times_out_raises_dns_unavailable() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
         silent.bind(("127.0.0.1", 0))
         lookup = dns_txt_lookup(f"127.0.0.1:{silent.getsockname()[1]}", timeout=0.2)
-        assert lookup(b"sel._domainkey.example.com.") is None
+        with pytest.raises(DnsUnavailable):
+            lookup(b"sel._domainkey.example.com.")
 
 
 @pytest.mark.parametrize(

@@ -71,6 +71,14 @@ def test_the_environment_overrides_the_database_url(tmp_path: Path) -> None:
         (MINIMAL + "[listner]\n", "unknown section [listner]"),
         (MINIMAL + '[staff]\nnotify = ["Security@example.com"]\n', "[staff] notify must not contain an address of [intake]"),
         (MINIMAL + 'reply_address = "security@bücher.example"\n', "[intake] reply_address must be ASCII"),
+        (MINIMAL + '[staff]\nmembers = ["not a domain"]\n', "[staff] members: 'not a domain' is neither an address nor a domain"),
+        (MINIMAL + '[staff]\nmembers = ["security@example.com"]\n', "[staff] members must not contain an address of [intake]"),
+        (MINIMAL + '[staff]\nauthentication = ["spf"]\n', "[staff] authentication: unknown method 'spf'"),
+        (MINIMAL + '[staff]\nauthentication = ["allowlist", "dkim"]\n', "[staff] authentication: allowlist cannot be combined"),
+        (MINIMAL + '[staff]\nauthentication = "authentication-results"\n', "[staff] trusted_authserv_id is required"),
+        (MINIMAL + '[staff]\nauthentication = []\n', "[staff] authentication is empty"),
+        (MINIMAL + '[staff]\ndns_server = "resolver.example.com"\n', "[staff] dns_server: 'resolver.example.com' is not an IP address"),
+        (MINIMAL + '[staff]\nanonymous_alias = "yes"\n', "[staff] anonymous_alias must be true or false"),
         ("[intake\n", "not valid TOML"),
     ],
 )
@@ -80,6 +88,16 @@ def test_mistakes_are_one_line_naming_the_key(tmp_path: Path, text: str, message
     assert message in str(raised.value)
     assert str(tmp_path / "config.toml") in str(raised.value)
     assert "\n" not in str(raised.value)
+
+
+def test_staff_members_and_authentication_are_read(tmp_path: Path) -> None:
+    text = MINIMAL + '[staff]\nmembers = ["Alice@Example.com", "Staff.Example.ORG"]\nauthentication = ["dkim", "authentication-results"]\ntrusted_authserv_id = "mx.example.com"\ndns_server = "127.0.0.1:5353"\n'
+    staff = load_config(write(tmp_path, text), environ={}).staff
+    assert staff.members == ("alice@example.com", "staff.example.org")
+    assert staff.policy().methods == ("dkim", "authentication-results") and staff.policy().trusted_authserv_id == "mx.example.com"
+    assert staff.dns_server == "127.0.0.1:5353" and staff.signature_markers == ("-- ",) and staff.anonymous_alias
+    default = load_config(write(tmp_path, MINIMAL), environ={}).staff
+    assert default.members == () and default.authentication == ("dkim",)
 
 
 def test_a_missing_file_is_named(tmp_path: Path) -> None:

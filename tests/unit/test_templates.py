@@ -93,7 +93,14 @@ def build_contexts() -> dict[str, dict[str, object]]:
             "report": {**REPORT, "status": "accepted"},
             "milestone": {**MILESTONE, "name": "update", "title": "Progress update", "left": "1d business time left"},
         },
-        "resolution": {**BASE, "report": {**REPORT, "status": "resolved"}, "reply_address": "security+r1@example.com"},
+        "resolution": {**BASE, "report": {**REPORT, "status": "resolved"}, "reply_address": "security+r1@example.com", "subject": HOSTILE_SUBJECT, "text": ""},
+        "staff_reply": {**BASE, "report": REPORT, "reply_address": "security+r1@example.com", "subject": HOSTILE_SUBJECT, "text": HOSTILE_BODY, "assessment": True, "eta": "2027-01-15"},
+        "reporter_reply": {**BASE, "report": REPORT, "subject": HOSTILE_SUBJECT, "body": HOSTILE_BODY, "reply_address": "security+s1@example.com", "resumed": False, "verified": True, "attachments": REPORT["attachments"]},
+        "command_error": {**BASE, "report": REPORT, "errors": ["line 1: unknown command #stauts (did you mean #status?)"], "carried_out": False},
+        "flagged_report": {**BASE, "report": REPORT, "flag": "unauthenticated staff address", "related": "SEC-2026-0001"},
+        "rejected": {**BASE, "report": REPORT, "reply_address": "security+r1@example.com", "subject": HOSTILE_SUBJECT, "text": ""},
+        "duplicate": {**BASE, "report": REPORT, "reply_address": "security+r1@example.com", "subject": HOSTILE_SUBJECT, "text": ""},
+        "out_of_scope": {**BASE, "report": REPORT, "reply_address": "security+r1@example.com", "subject": HOSTILE_SUBJECT, "text": ""},
         "daily_digest": {
             **BASE,
             "date": "Mon 23 Nov 2026",
@@ -172,6 +179,10 @@ def test_optional_values_missing_print_no_none(shipped: Templates, name: str) ->
         changes["deadlines"] = []
     if name == "delivery_failure":
         changes["failure"] = {**FAILURE, "tracking_id": None}
+    if name == "flagged_report":
+        changes["related"] = None
+    if name == "staff_reply":
+        changes["eta"] = None
     mail = shipped.render(name, context(name, **changes))
     assert "None" not in mail.subject + mail.text
     assert "[]" not in mail.subject + mail.text
