@@ -163,14 +163,14 @@ def record_staff_reply(session: Session, rules: ConversationRules, report: Repor
     carry_out(session, rules, report, reply, author, now)
     if reply.has("internal"):
         message.kind = "internal_note"
-        events = events_of(reply, mailed=False)
+        events = events_of(reply, report, mailed=False)
     else:
         try:
             mailed = answer_reporter(session, rules, report, message, reply, text, calendar, now)
         except UnmailableReporter:
             mailed = None
             rules.mailer.command_error(session, report, author, message, [UNMAILABLE_REPORTER], calendar, now, carried_out=True)
-        events = events_of(reply, mailed=mailed is not None)
+        events = events_of(reply, report, mailed=mailed is not None)
     refresh_milestones(session, report, rules.policy, calendar, now)
     for event in events:
         for name in rules.policy.milestones_met_by(event):
@@ -191,7 +191,7 @@ def without_name(text: str, name: str, replacement: str) -> str:
     name = " ".join(name.split())
     if len(name) < 3:
         return text
-    text = re.sub(r"\s+".join(map(re.escape, name.split())), replacement, text, flags=re.IGNORECASE)
+    text = re.sub(r"\s+".join(map(re.escape, name.split())), lambda _: replacement, text, flags=re.IGNORECASE)
     parts = {part.lower().strip(",.") for part in name.split() if len(part.strip(",.")) >= 2}
     lines = text.rstrip().splitlines()
     while lines and lines[-1].strip().strip(",.").lower() in parts:
@@ -286,15 +286,17 @@ def answer_reporter(session: Session, rules: ConversationRules, report: Report, 
     return sent
 
 
-def events_of(reply: StaffReply, mailed: bool) -> list[str]:
+def events_of(reply: StaffReply, report: Report, mailed: bool) -> list[str]:
+    """What this reply did, as the events milestones are met by. Any mail to the reporter of
+    a resolved report tells them it is resolved (e.g. after an #internal #status resolved)."""
     status = reply.command("status")
     events = ["reply"] if mailed else []
     if reply.has("assessment") and mailed:
         events.append("assessment")
     if status is not None and status.value == "resolved":
         events.append("resolved")
-        if mailed:
-            events.append("resolution_notice")
+    if mailed and report.status == "resolved":
+        events.append("resolution_notice")
     return events
 
 

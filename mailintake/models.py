@@ -255,7 +255,7 @@ class OutboxMessage(Base):
     envelope_from: Mapped[str] = mapped_column(String(512))
     recipients: Mapped[list[str]] = mapped_column(JSON)
     auto_reply_to: Mapped[str | None] = mapped_column(String(512), index=True)
-    message_id: Mapped[str] = mapped_column(String(255))
+    message_id: Mapped[str] = mapped_column(String(255), index=True)
     content: Mapped[bytes] = mapped_column(LargeBinary)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)

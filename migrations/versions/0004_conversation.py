@@ -35,6 +35,9 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('dedup_key', sa.String(length=600), nullable=True))
         batch_op.create_unique_constraint(batch_op.f('uq_messages_dedup_key'), ['dedup_key'])
 
+    with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_outbox_message_id'), ['message_id'], unique=False)
+
     with op.batch_alter_table('reports', schema=None) as batch_op:
         batch_op.add_column(sa.Column('flag', sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column('related_report_id', sa.Integer(), nullable=True))
@@ -57,6 +60,9 @@ def downgrade() -> None:
         batch_op.drop_column('assignee')
         batch_op.drop_column('related_report_id')
         batch_op.drop_column('flag')
+
+    with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_outbox_message_id'))
 
     with op.batch_alter_table('messages', schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f('uq_messages_dedup_key'), type_='unique')

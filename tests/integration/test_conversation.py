@@ -482,3 +482,20 @@ def test_a_reporter_address_that_cannot_be_mailed_is_explained_to_staff(conversa
     finally:
         relay.stop()
     assert report_named(sessions, report.tracking_id).status == "accepted"
+
+
+def test_resolved_internally_then_told_later_meets_the_resolution_notice(conversation, sessions: sessionmaker[Session]) -> None:
+    daemon, relay = conversation()
+    try:
+        report, ack, notification = new_report(daemon, relay, sessions)
+        staff_side = side_address(report.id, "staff")
+        deliver(daemon.port, signed(mail(BOB, staff_side, "Re: x", "#internal\n#status resolved\n\nDeployed; tell the reporter after the advisory.\n")), staff_side, BOB)
+        wait_until_processed(sessions, 2)
+        milestones = {record.name: record for record in report_named(sessions, report.tracking_id).milestones}
+        assert milestones["resolve"].met_at is not None and milestones["notify_resolved"].met_at is None
+        deliver(daemon.port, signed(mail(BOB, staff_side, "Re: x", "The fix is live; our advisory is out today.\n")), staff_side, BOB)
+        relay.wait_for(3)
+    finally:
+        relay.stop()
+    milestones = {record.name: record for record in report_named(sessions, report.tracking_id).milestones}
+    assert milestones["notify_resolved"].met_by == BOB and not milestones["notify_resolved"].awaiting
