@@ -199,7 +199,8 @@ def command_reports_list(arguments: argparse.Namespace, config: Config) -> int:
 
 def report_line(item: dict[str, Any]) -> str:
     severity = item["suggested_severity"] or "-"
-    return f"{item['tracking_id']}  {item['received_at']}  {item['status']:<10} {severity:<8} {item['reporter'] or '-'}  {item['subject']}"
+    marks = "".join(f"  [{label}: {item[key]}]" for key, label in (("flag", "FLAGGED"), ("automated", "machine mail")) if item[key])
+    return f"{item['tracking_id']}  {item['received_at']}  {item['status']:<10} {severity:<8} {item['reporter'] or '-'}  {item['subject']}{marks}"
 
 
 def command_reports_show(arguments: argparse.Namespace, config: Config) -> int:

@@ -100,6 +100,8 @@ def report_summary(report: Report) -> dict[str, Any]:
         "anonymous": report.anonymous,
         "suggested_severity": report.suggested_severity,
         "subject": report.subject,
+        "flag": report.flag,
+        "automated": report.automated,
     }
 
 

@@ -201,6 +201,8 @@ def test_forged_staff_mail_is_kept_apart_and_staff_are_alerted(conversation, ses
     assert original.status == "new" and [message.kind for message in original.messages] == ["report"]
     assert [(item.flag, item.related_report_id, item.status) for item in flagged] == [("unauthenticated staff address", original.id, "new")] * 2
     assert all(item.automated is None and not relay.to("attacker@evil.test") for item in flagged)
+    listing = run_cli(daemon.config_path, "reports", "list").stdout.splitlines()
+    assert [line.endswith("[FLAGGED: unauthenticated staff address]") for line in listing] == [False, True, True]
 
 
 def test_a_stranger_with_a_tracking_id_gets_a_separate_report_and_nothing_of_the_original(conversation, sessions: sessionmaker[Session]) -> None:
