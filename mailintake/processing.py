@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailintake.authentication import DnsFunc, StaffVerdict, dns_txt_lookup, staff_verdict
 from mailintake.calendar_admin import effective_calendar
-from mailintake.config import CalendarConfig, Config
+from mailintake.config import CalendarConfig, Config, ConfigError
 from mailintake.conversation import ConversationRules, arrival_of, record_reporter_reply, record_staff_reply, reply_already_recorded
 from mailintake.mailer import Mailer
 from mailintake.db import transaction
@@ -63,7 +63,10 @@ class ProcessingRules:
     def from_config(cls, config: Config, mailer: Mailer, dnsfunc: DnsFunc | None = None) -> ProcessingRules:
         intake = config.intake
         conversation = ConversationRules(intake.tracking_prefix, config.sla, config.staff, mailer)
-        lookup = dnsfunc or dns_txt_lookup(config.staff.dns_server or None)
+        try:
+            lookup = dnsfunc or dns_txt_lookup(config.staff.dns_server or None)
+        except ValueError as error:
+            raise ConfigError(f"[staff] dns_server: {error}") from None
         staff_policy = config.staff.policy()
 
         ours = frozenset(intake.addresses) | {intake.reply_address}
@@ -216,6 +219,8 @@ def new_report_with_mail(session: Session, rules: ProcessingRules, parsed: Parse
     into a report that is not theirs) is kept apart from that report; staff are alerted,
     and if it claims to be staff it is neither answered nor given deadlines."""
     report = create_report(session, parsed, inbound, rules.tracking_prefix, now)
+    if route is not None and route.flag is not None:
+        flag_report(session, report, route)
     signal = rules.mailer.loop_signal(parsed, inbound.envelope_from)
     if signal is not None:
         report.automated = signal[:64]
@@ -223,7 +228,6 @@ def new_report_with_mail(session: Session, rules: ProcessingRules, parsed: Parse
         return report
     calendar = effective_calendar(session, rules.calendar)
     if route is not None and route.flag is not None:
-        flag_report(session, report, route)
         if route.flag in ALERTING_FLAGS:
             rules.mailer.flagged_report(session, report, calendar, now)
         if route.flag in UNANSWERED_FLAGS:
