@@ -501,3 +501,25 @@ def test_resolved_internally_then_told_later_meets_the_resolution_notice(convers
         relay.stop()
     milestones = {record.name: record for record in report_named(sessions, report.tracking_id).milestones}
     assert milestones["notify_resolved"].met_by == BOB and not milestones["notify_resolved"].awaiting
+
+
+def test_staff_authenticated_by_the_trusted_mx_header_and_only_the_topmost_counts(conversation, sessions: sessionmaker[Session]) -> None:
+    daemon, relay = conversation(authentication=["authentication-results"], trusted_authserv_id="mx.example.com")
+    try:
+        report, ack, notification = new_report(daemon, relay, sessions)
+        staff_side = side_address(report.id, "staff")
+        passed = b"Authentication-Results: mx.example.com; dkim=pass header.d=example.com; spf=pass smtp.mailfrom=example.com\r\n"
+        failed = b"Authentication-Results: mx.example.com; dkim=fail header.d=example.com\r\n"
+        deliver(daemon.port, passed + mail(BOB, staff_side, "Re: x", "Vouched for by our MX.\n"), staff_side, BOB)
+        # an attacker adds a passing header with our authserv-id below the one our MX wrote
+        deliver(daemon.port, failed + passed + mail(BOB, staff_side, "Re: y", "Forged further down.\n"), staff_side, "attacker@evil.test")
+        wait_until_processed(sessions, 3)
+        relay.wait_for(5)
+        time.sleep(1)
+        relayed = [plain(item) for item in relay.to(RESEARCHER) if item is not ack]
+        assert len(relayed) == 1 and "Vouched for by our MX." in relayed[0]
+        [alert] = relay.to(LEADS)
+        assert "unauthenticated staff address" in plain(alert)
+    finally:
+        relay.stop()
+    assert [item.flag for item in all_reports(sessions)] == [None, "unauthenticated staff address"]
