@@ -62,7 +62,8 @@ class ConversationRules:
 
 def arrival_of(session: Session, rules: ConversationRules, parsed: ParsedMessage, envelope_to: Sequence[str], staff_member: bool, staff_authenticated: bool) -> Arrival:
     tokens = reply_tokens(rules.mailer, envelope_to)
-    referenced = referenced_reports(session, (parsed.in_reply_to or "",) + parsed.references)
+    most_recent_first = ((parsed.in_reply_to,) if parsed.in_reply_to else ()) + tuple(reversed(parsed.references))
+    referenced = referenced_reports(session, most_recent_first)
     tagged = tagged_reports(session, rules.tracking_prefix, parsed.subject)
     ids = {token.report_id for token in tokens} | set(referenced) | set(tagged)
     return Arrival(
@@ -82,8 +83,8 @@ def reply_tokens(mailer: Mailer, envelope_to: Sequence[str]) -> tuple[ReplyToken
 
 
 def referenced_reports(session: Session, message_ids: Sequence[str]) -> tuple[int, ...]:
-    """Reports whose thread holds one of these Message-IDs: a stored message, or one of our
-    outbound mails. Most recent reference first (In-Reply-To, then References backwards)."""
+    """Reports whose thread holds one of these Message-IDs (a stored message, or one of our
+    outbound mails), in the order the Message-IDs are given."""
     wanted = [message_id for message_id in dict.fromkeys(message_ids) if message_id][:MAX_REFERENCED]
     if not wanted:
         return ()
@@ -92,8 +93,7 @@ def referenced_reports(session: Session, message_ids: Sequence[str]) -> tuple[in
         found.setdefault(message_id, report_id)
     for message_id, report_id in session.execute(select(OutboxMessage.message_id, OutboxMessage.report_id).where(OutboxMessage.message_id.in_(wanted), OutboxMessage.report_id.is_not(None))):
         found.setdefault(message_id, report_id)
-    ordered = wanted[:1] + list(reversed(wanted[1:]))
-    return tuple(dict.fromkeys(found[message_id] for message_id in ordered if message_id in found))
+    return tuple(dict.fromkeys(found[message_id] for message_id in wanted if message_id in found))
 
 
 def tagged_reports(session: Session, prefix: str, subject: str) -> tuple[int, ...]:

@@ -47,6 +47,7 @@ STAFF_COMMANDS = (
     ("#assessment", "this reply is the assessment; add #eta YYYY-MM-DD"),
     ("#internal", "keep this reply as an internal note; nothing goes to the reporter"),
     ("#credit \"Name\"", "how the reporter is credited"),
+    ("#bounty 500 EUR", "record the bounty decision (not sent to the reporter)"),
     ("#wait / #resume", "pause or resume the SLA clocks while waiting on the reporter"),
 )
 

@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailintake.authentication import DnsFunc, StaffVerdict, dns_txt_lookup, staff_verdict
+from mailintake.authentication import DnsFunc, StaffVerdict, dns_txt_lookup, is_member, staff_verdict
 from mailintake.calendar_admin import effective_calendar
 from mailintake.config import CalendarConfig, Config, ConfigError
 from mailintake.conversation import ConversationRules, arrival_of, record_reporter_reply, record_staff_reply, reply_already_recorded
@@ -73,7 +73,9 @@ class ProcessingRules:
 
         def authenticate(raw: bytes, from_address: str) -> StaffVerdict:
             # Our own mail coming back is never staff, whatever a member domain covers.
-            return staff_verdict(raw, "" if from_address.lower() in ours else from_address, staff_policy, lookup)
+            sender = "" if from_address.lower() in ours else from_address
+            # Only a member's mail is worth the normalising copy DKIM needs (the hot path).
+            return staff_verdict(normalized_line_endings(raw) if is_member(sender, staff_policy.members) else b"", sender, staff_policy, lookup)
 
         return cls(intake.tracking_prefix, intake.max_parse_attempts, intake.retry_interval, config.sla, config.calendar, mailer, conversation, authenticate)
 
@@ -132,7 +134,7 @@ def process_inbound(sessions: sessionmaker[Session], parser: Parser, rules: Proc
         parsed = parser.parse(snapshot.raw)
     except ParseFailure as failure:
         return record_failure(sessions, rules, inbound_id, snapshot, str(failure), clock())
-    verdict = rules.authenticate(normalized_line_endings(snapshot.raw), parsed.from_address)
+    verdict = rules.authenticate(snapshot.raw, parsed.from_address)
     if verdict.temporary and snapshot.attempts + 1 < rules.max_attempts:
         # A staff member's mail while DNS is down: try again rather than flag it as forged.
         return record_failure(sessions, rules, inbound_id, snapshot, "staff authentication: DNS did not answer", clock())
