@@ -4,6 +4,7 @@ real daemon process on a loopback port."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from uuid import uuid4
@@ -11,6 +12,7 @@ from uuid import uuid4
 import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailintake.db import create_database_engine, session_factory, upgrade_database
@@ -35,9 +37,23 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     try:
         yield url.render_as_string(hide_password=False)
     finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        drop_schema(admin, schema)
         admin.dispose()
+
+
+def drop_schema(admin: Engine, schema: str, attempts: int = 5) -> None:
+    """A test that kills a daemon mid-statement leaves its server process finishing that
+    statement; dropping the schema meanwhile can deadlock with it. PostgreSQL aborts one
+    side, so try again."""
+    for attempt in range(1, attempts + 1):
+        try:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            return
+        except OperationalError as error:
+            if "deadlock detected" not in str(error) or attempt == attempts:
+                raise
+            time.sleep(0.2 * attempt)
 
 
 @pytest.fixture
