@@ -49,6 +49,8 @@ class StaffPolicy:
     members: tuple[str, ...]
     methods: tuple[Method, ...] = ("dkim",)
     trusted_authserv_id: str | None = None
+    # Received headers our own servers add above the trusted Authentication-Results header.
+    max_received_above_results: int = 1
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,7 @@ def method_outcome(method: Method, raw: bytes, from_domain: str, policy: StaffPo
         if method == "dkim":
             return dkim_outcome(raw, from_domain, dnsfunc)
         if method == "authentication-results":
-            return authentication_results_outcome(raw, from_domain, policy.trusted_authserv_id or "")
+            return authentication_results_outcome(raw, from_domain, policy.trusted_authserv_id or "", policy.max_received_above_results)
         if method == "allowlist":
             return MethodOutcome(True, "sender is in [staff] members; the allowlist-only policy verifies nothing")
         return MethodOutcome(False, "unknown method")
@@ -204,16 +206,20 @@ def signature_verifies(verifier: dkim.DKIM, index: int, dnsfunc: DnsFunc) -> boo
         return False
 
 
-def authentication_results_outcome(raw: bytes, from_domain: str, trusted_authserv_id: str) -> MethodOutcome:
+def authentication_results_outcome(raw: bytes, from_domain: str, trusted_authserv_id: str, max_received_above: int = 1) -> MethodOutcome:
     """RFC 8601: only the topmost header with our authserv-id counts; anyone can add
-    lower ones before the mail reaches our MTA."""
+    lower ones before the mail reaches our MTA. It must also sit above the Received
+    headers of the hops before our MX: one below them was written before our MX saw the mail.
+    `raw` has its header lines split as the MTA split them (parsing.normalized_line_endings)."""
     trusted = trusted_authserv_id.lower()
-    for value in authentication_results_values(raw):
+    for received_above, value in authentication_results_values(raw):
         claimed = claimed_authserv_id(value)
         if claimed is None:
             return MethodOutcome(False, "an Authentication-Results header above any trusted one has no readable authserv-id")
         if claimed != trusted:
             continue
+        if received_above > max_received_above:
+            return MethodOutcome(False, f"the trusted Authentication-Results header sits below {received_above} Received headers (more than [staff] max_received_above_results)")
         header = parsed_authentication_results(value)
         if header is None or header.authserv_id != trusted:
             return MethodOutcome(False, "the trusted Authentication-Results header could not be parsed")
@@ -221,14 +227,18 @@ def authentication_results_outcome(raw: bytes, from_domain: str, trusted_authser
     return MethodOutcome(False, "no Authentication-Results header from the trusted server")
 
 
-def authentication_results_values(raw: bytes) -> list[str]:
-    """Values of the Authentication-Results fields, top to bottom, unfolded."""
+def authentication_results_values(raw: bytes) -> list[tuple[int, str]]:
+    """Values of the Authentication-Results fields, top to bottom, unfolded, each with the
+    number of Received fields above it."""
     headers = BytesHeaderParser(policy=email_policy.compat32).parsebytes(raw)
-    return [
-        re.sub(r"[\r\n]", "", str(value))
-        for name, value in headers.raw_items()
-        if name.lower() == "authentication-results"
-    ]
+    values: list[tuple[int, str]] = []
+    received = 0
+    for name, value in headers.raw_items():
+        if name.lower() == "received":
+            received += 1
+        elif name.lower() == "authentication-results":
+            values.append((received, re.sub(r"[\r\n]", "", str(value))))
+    return values
 
 
 def claimed_authserv_id(value: str) -> str | None:

@@ -87,12 +87,16 @@ class StaffConfig:
     members: tuple[str, ...] = ()
     authentication: tuple[str, ...] = ("dkim",)
     trusted_authserv_id: str = ""
+    max_received_above_results: int = 1
     dns_server: str = ""
     signature_markers: tuple[str, ...] = ("-- ",)
     anonymous_alias: bool = True
 
     def policy(self) -> StaffPolicy:
-        return StaffPolicy(members=self.members, methods=self.authentication, trusted_authserv_id=self.trusted_authserv_id or None)  # type: ignore[arg-type]
+        return StaffPolicy(
+            members=self.members, methods=self.authentication, trusted_authserv_id=self.trusted_authserv_id or None,  # type: ignore[arg-type]
+            max_received_above_results=self.max_received_above_results,
+        )
 
 
 @dataclass(frozen=True)
@@ -258,6 +262,7 @@ def staff_from(table: dict[str, Any], where: str, intake: IntakeConfig) -> Staff
         members=tuple(member_entry(value, where) for value in string_list(table, "members", (), "[staff]", where)),
         authentication=tuple(value.lower() for value in string_list(table, "authentication", defaults.authentication, "[staff]", where)),
         trusted_authserv_id=string_or_empty(table, "trusted_authserv_id", "[staff]", where).strip(),
+        max_received_above_results=count(table, "max_received_above_results", defaults.max_received_above_results, "[staff]", where, maximum=20),
         dns_server=string_or_empty(table, "dns_server", "[staff]", where).strip(),
         signature_markers=string_list(table, "signature_markers", defaults.signature_markers, "[staff]", where),
         anonymous_alias=flag(table, "anonymous_alias", defaults.anonymous_alias, "[staff]", where),
@@ -528,6 +533,13 @@ def string_list(table: dict[str, Any], key: str, default: tuple[str, ...], name:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise ConfigError(f"{where}: {name} {key} must be a string or a list of strings, got {value!r}")
     return tuple(value)
+
+
+def count(table: dict[str, Any], key: str, default: int, name: str, where: str, maximum: int) -> int:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= maximum:
+        raise ConfigError(f"{where}: {name} {key} must be an integer from 0 to {maximum}, got {value!r}")
+    return value
 
 
 def positive_number(table: dict[str, Any], key: str, default: float, name: str, where: str, maximum: float, integer: bool = False) -> float:

@@ -152,7 +152,9 @@ def record_staff_reply(session: Session, rules: ConversationRules, report: Repor
         message.kind = "automatic"
         log.info("report %s: machine mail on the staff side stored, not relayed", report.tracking_id)
         return message
-    reply = parse_staff_reply(parsed.body_text)
+    # Only the staff member's own first text part: a forwarded mail, further text parts and
+    # attachments are neither relayed nor read for commands.
+    reply = parse_staff_reply(parsed.own_text)
     text = relayable_text(rules, reply, author, parsed.from_name)
     errors = list(reply.errors) or reply_problems(session, rules, report, reply, text, calendar, now)
     if errors:

@@ -11,7 +11,7 @@ import binascii
 import email.message
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from email.errors import HeaderParseError
 from email.header import Header, decode_header, make_header
@@ -27,6 +27,7 @@ from mailintake.addresses import header_addresses, single_sender
 from mailintake.extraction import ReporterStatements, reporter_statements
 
 LINE_ENDING = re.compile(rb"\r\n|\r|\n")
+BARE_LINE_BREAK = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 MESSAGE_ID = re.compile(r"<([\x21-\x3b\x3d\x3f-\x7e]{1,500})>")
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 MAX_FILENAME_LENGTH = 255
@@ -78,6 +79,9 @@ class ParsedMessage:
     defects: tuple[str, ...] = field(default_factory=tuple)
     automation_signals: tuple[str, ...] = field(default_factory=tuple)
     language: str | None = None
+    # What the author wrote themselves: the first text part (or the text of its HTML
+    # alternative), never a forwarded message, a further text part or an attachment.
+    own_text: str = ""
 
 
 def parse_message(raw: bytes) -> ParsedMessage:
@@ -95,6 +99,8 @@ def parse_message(raw: bytes) -> ParsedMessage:
             body = stdlib_body_facts(normalized, fallback)
         except Exception as error:
             body = BodyFacts("", False, (), (fallback, f"BodyNotParsed:{type(error).__name__}"))
+    if has_bare_line_break_in_header(raw):
+        body = replace(body, defects=body.defects + ("BareLineBreakInHeader",))
     return message_of(normalized, headers, body)
 
 
@@ -104,19 +110,46 @@ class BodyFacts:
     from_html: bool
     attachments: tuple[ParsedAttachment, ...]
     defects: tuple[str, ...]
+    own_text: str | None = None
 
 
 def body_facts(mail: mailparser.MailParser) -> BodyFacts:
     text, from_html = chosen_body_text(mail.text_plain, mail.text_html)
     attachments = tuple(attachment_of(item) for item in mail.attachments)
-    return with_tnef_unpacked(BodyFacts(text, from_html, attachments, tuple(sorted(set(mail.defects_categories)))))
+    return with_tnef_unpacked(BodyFacts(text, from_html, attachments, tuple(sorted(set(mail.defects_categories))), first_own_text(mail.message)))
+
+
+def first_own_text(part: email.message.Message) -> str | None:
+    """The author's own text: the first inline text part from the top, looking into
+    multiparts but never into a forwarded message (message/*) or an attachment; of a
+    multipart/alternative the plain text, else the HTML as text. None: no text part at all.
+    An empty first part stays empty: a later part is no longer the author's reply."""
+    if part.is_multipart():
+        children = [child for child in part.get_payload() if isinstance(child, email.message.Message) and is_own_content(child)]
+        if part.get_content_type() == "multipart/alternative":
+            children.sort(key=lambda child: child.get_content_type() != "text/plain")
+        for child in children:
+            text = first_own_text(child)
+            if text is not None:
+                return text
+        return None
+    content_type = part.get_content_type()
+    if content_type not in ("text/plain", "text/html"):
+        return None
+    text = decoded_text(part.get_payload(decode=True) or b"", part.get_content_charset())
+    return storable_text(get_text(text).strip() if content_type == "text/html" else text)
+
+
+def is_own_content(part: email.message.Message) -> bool:
+    return part.get_content_disposition() != "attachment" and part.get_content_maintype() != "message" and not part.get_filename()
 
 
 def stdlib_body_facts(normalized: bytes, defect: str) -> BodyFacts:
     plain: list[str] = []
     html: list[str] = []
     attachments: list[ParsedAttachment] = []
-    for part in BytesParser().parsebytes(normalized).walk():
+    message = BytesParser().parsebytes(normalized)
+    for part in message.walk():
         if part.is_multipart():
             continue
         content_type = part.get_content_type()
@@ -127,13 +160,13 @@ def stdlib_body_facts(normalized: bytes, defect: str) -> BodyFacts:
         else:
             (plain if content_type == "text/plain" else html).append(decoded_text(payload, part.get_content_charset()))
     text, from_html = chosen_body_text(plain, html)
-    return with_tnef_unpacked(BodyFacts(text, from_html, tuple(attachments), (defect,)))
+    return with_tnef_unpacked(BodyFacts(text, from_html, tuple(attachments), (defect,), first_own_text(message)))
 
 
 def with_tnef_unpacked(body: BodyFacts) -> BodyFacts:
     """Outlook's winmail.dat (TNEF) replaced by the files inside it; its body becomes the
     message's body if the message has no text of its own. Undecodable: kept as it is."""
-    text, from_html, defects = body.text, body.from_html, body.defects
+    text, from_html, defects, own_text = body.text, body.from_html, body.defects, body.own_text
     attachments: list[ParsedAttachment] = []
     for attachment in body.attachments:
         if not is_tnef(attachment):
@@ -151,7 +184,9 @@ def with_tnef_unpacked(body: BodyFacts) -> BodyFacts:
         attachments += inner
         if not text and tnef_text:
             text, from_html = tnef_text, tnef_from_html
-    return BodyFacts(text, from_html, tuple(attachments), defects)
+        if own_text is None and tnef_text:
+            own_text = tnef_text
+    return BodyFacts(text, from_html, tuple(attachments), defects, own_text)
 
 
 def is_tnef(attachment: ParsedAttachment) -> bool:
@@ -211,6 +246,7 @@ def message_of(normalized: bytes, headers: email.message.Message, body: BodyFact
         defects=body.defects + (() if sender or not headers.get_all("From") else ("AmbiguousFrom",)),
         automation_signals=automation_signals(headers),
         language=language_of(headers),
+        own_text=storable_text(body.own_text or ""),
     )
 
 
@@ -251,8 +287,21 @@ def decoded_header(value: object) -> str:
 
 
 def normalized_line_endings(raw: bytes) -> bytes:
-    """Every bare CR or LF becomes CRLF, so every reader of the message sees the same header lines."""
-    return LINE_ENDING.sub(b"\r\n", raw)
+    """The message with its header lines as the MTA in front split them: at CRLF only. A
+    bare CR or LF inside the header section is data, so it becomes a space and can never
+    start a header of its own (a trusted Authentication-Results hidden behind a bare CR in
+    an innocent header passes the MX untouched). Body line breaks all become CRLF. A message
+    with no CRLF at all (a file, a Unix tool) uses LF as its line break."""
+    if b"\r\n" not in raw:
+        raw = raw.replace(b"\n", b"\r\n")
+    head, separator, body = raw.partition(b"\r\n\r\n")
+    return BARE_LINE_BREAK.sub(b" ", head) + separator + LINE_ENDING.sub(b"\r\n", body)
+
+
+def has_bare_line_break_in_header(raw: bytes) -> bool:
+    if b"\r\n" not in raw:
+        return b"\r" in raw.partition(b"\n\n")[0]
+    return BARE_LINE_BREAK.search(raw.partition(b"\r\n\r\n")[0]) is not None
 
 
 def origin_key(normalized: bytes, message_id: str | None, from_address: str) -> str:

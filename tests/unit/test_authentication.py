@@ -26,6 +26,7 @@ from mailintake.authentication import (
     policy_problem,
     staff_verdict,
 )
+from mailintake.parsing import normalized_line_endings
 from tests.dkim_keys import PRIVATE_KEY, WEAK_PRIVATE_KEY, dkim_txt_record
 from tests.dns_server import TxtDnsServer
 
@@ -322,6 +323,28 @@ def test_topmost_trusted_header_with_aligned_dkim_pass_authenticates() -> None:
 
 def test_forged_lower_trusted_header_does_not_count() -> None:
     assert not verdict(with_results(FAIL, PASS), policy=AR_POLICY).authenticated
+
+
+def test_trusted_header_below_the_received_lines_of_earlier_hops_does_not_count() -> None:
+    ours = b"Received: from mx.example.com by inbound.example.com\r\n"
+    theirs = b"Received: from relay.evil.test by mx.evil.test\r\n"
+    assert verdict(ours + with_results(PASS), policy=AR_POLICY).authenticated
+    written_before_our_mx = verdict(ours + theirs + with_results(PASS), policy=AR_POLICY)
+    assert not written_before_our_mx.authenticated
+    assert "sits below 2 Received headers" in written_before_our_mx.reason
+    one_more_hop = StaffPolicy(members=("example.com",), methods=("authentication-results",), trusted_authserv_id="mx.example.com", max_received_above_results=2)
+    assert verdict(ours + theirs + with_results(PASS), policy=one_more_hop).authenticated
+
+
+def test_trusted_header_hidden_behind_a_bare_cr_is_not_a_header() -> None:
+    """Postfix splits header lines at CRLF only: behind a bare CR the text is part of the
+    header before it, which the MX did not strip. Read as the MX read it, there is no
+    trusted header at all."""
+    hidden = f"X-Note: hi\rAuthentication-Results: {PASS}\r\n".encode() + MESSAGE
+    assert not verdict(normalized_line_endings(hidden), policy=AR_POLICY).authenticated
+    hidden_by_lf = f"X-Note: hi\nAuthentication-Results: {PASS}\r\n".encode() + MESSAGE
+    assert not verdict(normalized_line_endings(hidden_by_lf), policy=AR_POLICY).authenticated
+    assert verdict(normalized_line_endings(with_results(PASS)), policy=AR_POLICY).authenticated
 
 
 def test_other_authserv_ids_are_ignored() -> None:

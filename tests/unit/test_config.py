@@ -79,6 +79,7 @@ def test_the_environment_overrides_the_database_url(tmp_path: Path) -> None:
         (MINIMAL + '[staff]\nauthentication = []\n', "[staff] authentication is empty"),
         (MINIMAL + '[staff]\ndns_server = "resolver.example.com"\n', "[staff] dns_server: 'resolver.example.com' is not an IP address"),
         (MINIMAL + '[staff]\nanonymous_alias = "yes"\n', "[staff] anonymous_alias must be true or false"),
+        (MINIMAL + '[staff]\nmax_received_above_results = -1\n', "[staff] max_received_above_results must be an integer from 0 to 20"),
         ("[intake\n", "not valid TOML"),
     ],
 )

@@ -48,13 +48,23 @@ def test_template_syntax_from_a_reporter_is_kept_literally() -> None:
     assert "{{7*7}}" in parsed.body_text and "{{config}}" in parsed.subject
 
 
-def test_bare_cr_and_lf_become_crlf_so_every_reader_sees_the_same_headers() -> None:
-    assert normalized_line_endings(b"Subject: a\rBcc: x\nTo: y\r\n\r\nbody\n") == b"Subject: a\r\nBcc: x\r\nTo: y\r\n\r\nbody\r\n"
+def test_header_lines_are_split_at_crlf_only_as_the_mta_splits_them() -> None:
+    """A bare CR or LF inside the header section is data: it never starts a header (Postfix
+    splits at CRLF, so a header hidden behind a bare CR passes the MX unseen). Body line
+    breaks of every kind become CRLF."""
+    assert normalized_line_endings(b"Subject: a\rBcc: x\nTo: y\r\n\r\nbody\nmore\rend\r\n") == b"Subject: a Bcc: x To: y\r\n\r\nbody\r\nmore\r\nend\r\n"
 
 
-def test_a_header_smuggled_with_a_bare_cr_is_seen_as_its_own_header_not_part_of_the_subject() -> None:
+def test_a_message_without_any_crlf_uses_lf_as_its_line_break() -> None:
+    assert normalized_line_endings(b"From: a@example.org\nSubject: s\n\nbody\n") == b"From: a@example.org\r\nSubject: s\r\n\r\nbody\r\n"
+
+
+def test_a_header_smuggled_with_a_bare_cr_stays_part_of_the_header_it_hides_in() -> None:
     parsed = parse_message(b"From: a@example.org\r\nSubject: hello\rX-Injected: yes\r\nMessage-ID: <m@example.org>\r\n\r\nbody\r\n")
-    assert parsed.subject == "hello"
+    assert parsed.subject == "hello X-Injected: yes"
+    assert "BareLineBreakInHeader" in parsed.defects
+    smuggled_sender = parse_message(b"Subject: hi\rFrom: staff@example.com\r\nMessage-ID: <m@example.org>\r\n\r\nbody\r\n")
+    assert smuggled_sender.from_address == ""
 
 
 def test_display_name_that_looks_like_an_address_is_not_the_sender() -> None:
