@@ -22,6 +22,7 @@ from types import MappingProxyType
 MAX_REFERENCES = 20
 MAX_HEADER_LENGTH = 998
 MAX_FILENAME_LENGTH = 255
+MAX_ECHOED_LENGTH = 100
 AUTO_SUBMITTED_VALUES = ("auto-generated", "auto-replied", "no")
 WIRE_POLICY = policy.default.clone(linesep="\r\n")
 
@@ -105,6 +106,21 @@ def safe_header_text(value: str, limit: int = MAX_HEADER_LENGTH) -> str:
     if read_back(text) != text:
         text = text.replace("=?", "= ?")
     return text
+
+
+def shortened_line(value: str, limit: int = MAX_ECHOED_LENGTH) -> str:
+    """Text from a reporter as mail back to them repeats it: one line of at most `limit`
+    characters, cut at a word with "…". An acknowledgement goes to whatever envelope
+    sender a mail claims, so a long subject would turn us into a carrier of someone
+    else's text (backscatter)."""
+    text = " ".join(_CONTROL_RE.sub(" ", _SURROGATE_RE.sub("\ufffd", str(value))).split())
+    if len(text) <= limit:
+        return text
+    head = text[: limit - 1]
+    space = head.rfind(" ")
+    if space >= limit // 2:
+        head = head[:space]
+    return head.rstrip() + "…"
 
 
 def read_back(text: str) -> str:

@@ -11,23 +11,25 @@ import hmac
 import logging
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from mailintake.calendar import BusinessCalendar, format_skipped_days
-from mailintake.compose import compose, message_bytes
+from mailintake.compose import compose, message_bytes, shortened_line
 from mailintake.config import Config
 from mailintake.durations import duration_text
 from mailintake.loops import LOOP_HEADER, no_auto_reply_reason, our_message_id
 from mailintake.milestones import CLOSED_STATUSES, record_promise
-from mailintake.models import InboundMessage, Message, MilestoneRecord, Report
+from mailintake.models import Attachment, InboundMessage, Message, MilestoneRecord, Report
 from mailintake.outbox import Outgoing, auto_replies_since, enqueue, key_exists
 from mailintake.reply_text import base_subject
 from mailintake.parsing import ParsedMessage
-from mailintake.templates import TemplateError, Templates
+from mailintake.templates import RenderedMail, TemplateError, Templates, Variant
 from mailintake.tokens import Side, reply_address
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,34 @@ STAFF_COMMANDS = (
 AUTO_REPLY_LIMIT = "automatic reply limit for this sender reached"
 UNANSWERABLE_SENDER = "sender address cannot be answered automatically"
 CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*")
+MAX_LISTED_ATTACHMENTS = 100
+# Kinds of thread message a staff member wrote; everything else inbound may be the reporter's.
+STAFF_AUTHORED = frozenset({"staff_reply", "internal_note", "refused_reply"})
+
+
+@dataclass(frozen=True)
+class AttachmentPlan:
+    """What a mail says about a message's attachments: the first MAX_LISTED_ATTACHMENTS
+    listed (each marked attached or not), how many more there are, and the files attached."""
+
+    listed: list[dict[str, Any]]
+    more: int
+    attached: list[tuple[str, str, bytes]]
+
+
+def attachment_plan(attachments: Sequence[Attachment], limit: int, listed_limit: int = MAX_LISTED_ATTACHMENTS) -> AttachmentPlan:
+    """Attach in order each listed file that still fits: at most `limit` bytes each and in
+    total, so a mail with 30,000 parts or a 100 MB capture never makes a mail that size."""
+    listed: list[dict[str, Any]] = []
+    attached: list[tuple[str, str, bytes]] = []
+    total = 0
+    for item in attachments[:listed_limit]:
+        fits = limit > 0 and total + len(item.content) <= limit
+        if fits:
+            attached.append(mailable_attachment(item.filename, item.content_type, item.content))
+            total += len(item.content)
+        listed.append({"filename": item.filename, "content_type": item.content_type, "size": item.size, "sha256": item.sha256, "attached": fits})
+    return AttachmentPlan(listed, max(0, len(attachments) - listed_limit), attached)
 
 
 def mailable_attachment(filename: str, content_type: str, content: bytes) -> tuple[str, str, bytes]:
@@ -88,13 +118,14 @@ class Mailer:
             report.automated = AUTO_REPLY_LIMIT
             log.info("report %s: no acknowledgement (%s)", report.tracking_id, AUTO_REPLY_LIMIT)
             return
-        acknowledgement = self.report_context(report, calendar) | {"reply_address": self.reply_address(report, "reporter")}
+        acknowledgement = self.reporter_context(report, calendar) | {"reply_address": self.reply_address(report, "reporter")}
         # The acknowledgement itself meets the `auto` milestones: it promises only the others.
         acknowledgement["deadlines"] = [item for item in acknowledgement["deadlines"] if not self.is_auto(item["name"])]
+        key = f"ack:{report.id}"
         try:
             with session.begin_nested():
                 self.enqueue_mail(
-                    session, f"ack:{report.id}", "acknowledgement", (sender,), acknowledgement, now,
+                    session, key, "acknowledgement", (sender,), acknowledgement, now,
                     report=report, in_reply_to=report.messages[0].message_id, auto_submitted="auto-replied", auto_reply_to=sender,
                     language=report.language, reply_side="reporter",
                 )
@@ -103,21 +134,24 @@ class Mailer:
             report.automated = UNANSWERABLE_SENDER
             log.info("report %s: no acknowledgement (%s)", report.tracking_id, UNANSWERABLE_SENDER)
             return
-        record_promise(report, tuple(item["name"] for item in acknowledgement["deadlines"]))
+        if key_exists(session, key):
+            # Not when its template failed: staff were alerted, and nothing was promised.
+            record_promise(report, tuple(item["name"] for item in acknowledgement["deadlines"]))
 
     def notify_staff(self, session: Session, report: Report, calendar: BusinessCalendar, now: datetime) -> None:
         """The full notification; if it cannot be built (an attachment compose refuses), one
         without attachments; staff are told either way."""
         message = report.messages[0]
         context = self.report_context(report, calendar) | {"body": message.body_text, "reply_address": self.reply_address(report, "staff"), "commands": [{"usage": usage, "help": text} for usage, text in STAFF_COMMANDS]}
-        attachments = [mailable_attachment(item.filename, item.content_type, item.content) for item in message.attachments]
-        for attached in (attachments, []):
+        for limit in (self.config.staff.max_attachment_bytes, 0):
+            plan = attachment_plan(message.attachments, limit)
+            context["report"] = context["report"] | {"attachments": plan.listed, "more_attachments": plan.more}
             try:
                 with session.begin_nested():
-                    self.enqueue_mail(session, f"notify:{report.id}", "staff_notification", self.config.staff.notify, context, now, report=report, attachments=attached)
+                    self.enqueue_mail(session, f"notify:{report.id}", "staff_notification", self.config.staff.notify, context, now, report=report, attachments=plan.attached)
                 return
-            except (ValueError, TemplateError) as error:
-                log.error("report %s: staff notification could not be built (%s)%s", report.tracking_id, type(error).__name__, "; sending it without attachments" if attached else "")
+            except ValueError as error:
+                log.error("report %s: staff notification could not be built (%s)%s", report.tracking_id, type(error).__name__, "; sending it without attachments" if plan.attached else "")
 
     def sla_alert(self, session: Session, kind: str, record: MilestoneRecord, calendar: BusinessCalendar, now: datetime) -> bool:
         """kind: sla_warning, sla_breach, sla_escalation or progress_reminder; once per deadline."""
@@ -154,8 +188,14 @@ class Mailer:
         return self.enqueue_mail(session, key, "daily_digest", self.config.staff.notify, context, now) is not None
 
     def delivery_failure(self, session: Session, outbox_id: int, kind: str, recipients: Sequence[str], reply: str, attempts: int, report: Report | None, now: datetime) -> bool:
-        failure = {"kind": kind.replace("_", " "), "recipients": list(recipients), "reply": reply, "attempts": attempts, "tracking_id": report.tracking_id if report else None}
+        recipients, reply = self.without_hidden_reporter(report, recipients, reply)
+        failure = {"kind": kind.replace("_", " "), "recipients": recipients, "reply": reply, "attempts": attempts, "tracking_id": report.tracking_id if report else None}
         return self.enqueue_mail(session, f"delivery_failure:{outbox_id}", "delivery_failure", self.config.staff.alerts, {"failure": failure}, now, report=report) is not None
+
+    def unprocessable_mail(self, session: Session, inbound_id: int, reason: str, now: datetime) -> bool:
+        """Once per stored delivery that could not become a report at all."""
+        context = {"inbound": {"id": inbound_id, "reason": reason}}
+        return self.enqueue_mail(session, f"unprocessable:{inbound_id}", "unprocessable_mail", self.config.staff.alerts, context, now) is not None
 
     def to_reporter(self, session: Session, key: str, template: str, report: Report, context: dict[str, Any], calendar: BusinessCalendar, now: datetime) -> Outgoing | None:
         """A human answer to the reporter (a relayed staff reply, a status notice): from the
@@ -163,7 +203,7 @@ class Mailer:
         address = report.reporter.address if report.reporter else report.envelope_sender
         if not address:
             return None
-        context = self.report_context(report, calendar) | {"reply_address": self.reply_address(report, "reporter"), "subject": base_subject(report.subject)} | context
+        context = self.reporter_context(report, calendar) | {"reply_address": self.reply_address(report, "reporter"), "subject": shortened_line(base_subject(report.subject))} | context
         thread = self.reporter_thread(session, report)
         return self.enqueue_mail(
             session, key, template, (address,), context, now, report=report, in_reply_to=thread[-1] if thread else None,
@@ -171,21 +211,21 @@ class Mailer:
         )
 
     def reporter_reply_forwarded(self, session: Session, report: Report, message: Message, resumed: bool, verified: bool, calendar: BusinessCalendar, now: datetime) -> None:
-        attachments = [mailable_attachment(item.filename, item.content_type, item.content) for item in message.attachments]
         context = self.report_context(report, calendar) | {
             "subject": base_subject(message.subject), "body": message.body_text, "reply_address": self.reply_address(report, "staff"), "resumed": resumed, "verified": verified,
-            "attachments": [{"filename": item.filename, "content_type": item.content_type, "size": item.size, "sha256": item.sha256} for item in message.attachments],
         }
-        for attached in (attachments, []):
+        for limit in (self.config.staff.max_attachment_bytes, 0):
+            plan = attachment_plan(message.attachments, limit)
+            context |= {"attachments": plan.listed, "more_attachments": plan.more}
             try:
                 with session.begin_nested():
                     self.enqueue_mail(
                         session, f"forward:{message.id}", "reporter_reply", self.config.staff.notify, context, now, report=report,
-                        in_reply_to=self.notification_id(report), attachments=attached, references=(self.notification_id(report),) + self.thread_of(report),
+                        in_reply_to=self.notification_id(report), attachments=plan.attached, references=(self.notification_id(report),) + self.thread_of(report),
                     )
                 return
-            except (ValueError, TemplateError) as error:
-                log.error("report %s: reporter reply could not be forwarded (%s)%s", report.tracking_id, type(error).__name__, "; sending it without attachments" if attached else "")
+            except ValueError as error:
+                log.error("report %s: reporter reply could not be forwarded (%s)%s", report.tracking_id, type(error).__name__, "; sending it without attachments" if plan.attached else "")
 
     def command_error(self, session: Session, report: Report, author: str, message: Message, errors: Sequence[str], calendar: BusinessCalendar, now: datetime, carried_out: bool = False) -> None:
         context = self.report_context(report, calendar) | {"errors": list(errors), "carried_out": carried_out}
@@ -202,15 +242,30 @@ class Mailer:
         auto_reply_to: str | None = None, attachments: Sequence[tuple[str, str, bytes]] = (), language: str | None = None,
         reply_side: Side = "staff", references: Sequence[str] | None = None,
     ) -> Outgoing | None:
-        """The mail as enqueued, or None if there was nobody to send it to or it already was."""
-        to = tuple(dict.fromkeys(ascii_address(address) for address in recipients))
+        """The mail as enqueued, or None if there was nobody to send it to, it already was,
+        or its template failed (logged, and staff alerted once per template). Raises
+        ValueError when compose refuses it (an address or attachment it cannot write)."""
+        to = recipient_addresses(recipients)
         if not to:
             log.warning("no recipients configured for %s mail; nothing sent", template)
             return None
         if key_exists(session, key):
             # Already enqueued (an earlier pass, before a restart): don't render it again.
             return None
-        rendered = self.templates.render(template, self.common_context(now) | context, language)
+        rendered = self.rendered_or_alerted(session, template, self.common_context(now) | context, language, report, now)
+        if rendered is None:
+            return None
+        return self.enqueue_rendered(
+            session, key, template, to, rendered, now, report=report, in_reply_to=in_reply_to, auto_submitted=auto_submitted,
+            auto_reply_to=auto_reply_to, attachments=attachments, reply_side=reply_side, references=references,
+        )
+
+    def enqueue_rendered(
+        self, session: Session, key: str, kind: str, to: tuple[str, ...], rendered: RenderedMail, now: datetime, *,
+        report: Report | None = None, in_reply_to: str | None = None, auto_submitted: str = "auto-generated",
+        auto_reply_to: str | None = None, attachments: Sequence[tuple[str, str, bytes]] = (),
+        reply_side: Side = "staff", references: Sequence[str] | None = None,
+    ) -> Outgoing | None:
         message_id = self.message_id_for(key)
         message = compose(
             sender=self.sender, sender_name=self.sender_name, to=to, subject=rendered.subject, text=rendered.text, html=rendered.html,
@@ -220,8 +275,35 @@ class Mailer:
             auto_submitted=auto_submitted, attachments=attachments,
             extra_headers={LOOP_HEADER: self.sender},
         )
-        outgoing = Outgoing(key, template, self.sender, to, message_id, message_bytes(message), report.id if report else None, auto_reply_to)
+        outgoing = Outgoing(key, kind, self.sender, to, message_id, message_bytes(message), report.id if report else None, auto_reply_to)
         return outgoing if enqueue(session, outgoing, now) else None
+
+    def rendered_or_alerted(self, session: Session, template: str, context: dict[str, Any], language: str | None, report: Report | None, now: datetime) -> RenderedMail | None:
+        """The rendered mail, or None when the template fails on this data: an error line
+        (the file and line, no report content) and one alert per template variant, durable
+        as an outbox key, so the next failure of the same file is only logged."""
+        try:
+            return self.templates.render(template, context, language)
+        except TemplateError as error:
+            about = f" for {report.tracking_id}" if report else ""
+            log.error("%s mail%s not sent: %s", template, about, error)
+            self.template_failure_alert(session, template, language, str(error), report, now)
+            return None
+
+    def template_failure_alert(self, session: Session, template: str, language: str | None, error: str, report: Report | None, now: datetime) -> None:
+        variant = self.failing_variant(template, language)
+        key = f"template_failure:{variant.relative}:{variant.fingerprint}"
+        to = recipient_addresses(self.config.staff.alerts)
+        if not to or key_exists(session, key):
+            return
+        self.enqueue_rendered(session, key, "template_failure", to, template_failure_mail(template, variant, error, report), now)
+
+    def failing_variant(self, template: str, language: str | None) -> Variant:
+        try:
+            return self.templates.variant(template, language)
+        except TemplateError:
+            # The file itself is gone (removed while running): one alert for the name.
+            return Variant(path=Path(f"{template}.txt.j2"), relative=f"{template}.txt.j2", fingerprint="missing")
 
     def reply_address(self, report: Report, side: Side) -> str:
         """The signed address replies about this report go to: reporters and staff each get
@@ -240,10 +322,35 @@ class Mailer:
         return self.message_id_for(f"notify:{report.id}")
 
     def thread_of(self, report: Report | None) -> tuple[str, ...]:
-        """Staff-facing threading: the notification and every message of the report."""
+        """Staff-facing threading: every message of the report. An anonymous reporter's own
+        Message-IDs name their mail host, so staff get a keyed stand-in at our domain for
+        each: the same one in every mail, so staff clients still thread."""
         if report is None:
             return ()
-        return tuple(message.message_id for message in report.messages if message.message_id)
+        hidden = self.hides_reporter(report)
+        return tuple(
+            self.stand_in_message_id(message.message_id) if hidden and may_be_the_reporters(message) else message.message_id
+            for message in report.messages
+            if message.message_id
+        )
+
+    def stand_in_message_id(self, message_id: str) -> str:
+        return self.message_id_for(f"stand-in:{message_id}")
+
+    def hides_reporter(self, report: Report) -> bool:
+        return report.anonymous and self.config.staff.anonymous_alias
+
+    def without_hidden_reporter(self, report: Report | None, recipients: Sequence[str], reply: str) -> tuple[list[str], str]:
+        """Recipients and relay reply of a failed mail as staff may see them: an anonymous
+        reporter's address (the relay may quote it too) replaced by the report's alias."""
+        if report is None or not self.hides_reporter(report):
+            return list(recipients), reply
+        alias = self.reporter_shown_to_staff(report)
+        hidden = {address.lower() for address in (report.reporter.address if report.reporter else "", report.envelope_sender) if address}
+        shown = [alias if address.lower() in hidden else address for address in recipients]
+        for address in hidden:
+            reply = re.sub(re.escape(address), alias, reply, flags=re.IGNORECASE)
+        return list(dict.fromkeys(shown)), reply
 
     def reporter_thread(self, session: Session, report: Report) -> tuple[str, ...]:
         """Reporter-facing threading: only what the reporter sent or was sent, so no staff
@@ -260,6 +367,15 @@ class Mailer:
     def report_context(self, report: Report, calendar: BusinessCalendar) -> dict[str, Any]:
         return {"report": self.report_summary(report, calendar), "deadlines": deadlines_of(report, calendar)}
 
+    def reporter_context(self, report: Report, calendar: BusinessCalendar) -> dict[str, Any]:
+        """The report as mail to the reporter repeats it: its subject and file names
+        shortened (an acknowledgement goes to any envelope sender; staff get them in full)."""
+        context = self.report_context(report, calendar)
+        summary = context["report"]
+        summary["subject"] = shortened_line(summary["subject"])
+        summary["attachments"] = [item | {"filename": shortened_line(item["filename"])} for item in summary["attachments"]]
+        return context
+
     def reporter_shown_to_staff(self, report: Report) -> str:
         """An anonymous reporter's address is never shown to staff (when so configured): only
         a per-report alias."""
@@ -269,6 +385,7 @@ class Mailer:
 
     def report_summary(self, report: Report, calendar: BusinessCalendar) -> dict[str, Any]:
         first = report.messages[0] if report.messages else None
+        listed = attachment_plan(first.attachments if first else [], limit=0)
         upcoming = sorted((record for record in report.milestones if record.awaiting and record.due_at), key=lambda record: record.due_at)
         return {
             "tracking_id": report.tracking_id,
@@ -283,7 +400,8 @@ class Mailer:
             "assignee": report.assignee,
             "credit_as": report.credit_as,
             "urls": list(report.urls),
-            "attachments": [{"filename": item.filename, "content_type": item.content_type, "size": item.size, "sha256": item.sha256} for item in (first.attachments if first else [])],
+            "attachments": listed.listed,
+            "more_attachments": listed.more,
             "next_deadline": {"title": title_of(upcoming[0].name), "due": local_text(upcoming[0].due_at, calendar)} if upcoming else None,
         }
 
@@ -315,6 +433,34 @@ def title_of(name: str) -> str:
 def local_text(moment: datetime, calendar: BusinessCalendar) -> str:
     return moment.astimezone(calendar.zone).strftime("%a %d %b %Y %H:%M %Z")
 
+
+
+def may_be_the_reporters(message: Message) -> bool:
+    """Inbound mail not written by staff: the report, the reporter's replies, machine mail."""
+    return message.direction != "out" and message.kind not in STAFF_AUTHORED
+
+
+def recipient_addresses(recipients: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(ascii_address(address) for address in recipients))
+
+
+def template_failure_mail(template: str, variant: Variant, error: str, report: Report | None) -> RenderedMail:
+    """Written here, not from a template: this alert must go out when templates fail."""
+    about = f" for {report.tracking_id}" if report else ""
+    text = (
+        f"A mail template failed while mailintake rendered it, so this mail was not sent:\n\n"
+        f"  Mail:      {template.replace('_', ' ')}{about}\n"
+        f"  Template:  {variant.path}\n"
+        f"  Error:     {error}\n\n"
+        "Every later mail that needs this template fails the same way until it is fixed; each\n"
+        "failure is logged at ERROR, and this alert is not repeated for this version of the file.\n"
+        "Fix the template ([templates] dir), then restart `mailintake serve`: it renders every\n"
+        "template with a sample report at start and refuses to run with a broken one.\n"
+        "Reports are stored and their deadlines keep running; a reporter whose acknowledgement\n"
+        "was not sent has not heard from us (`mailintake sla status` shows what is due).\n\n"
+        "For staff only: mailintake never sends this text to the reporter.\n"
+    )
+    return RenderedMail(subject=f"Mail template failed: {variant.relative}", text=text, html=None)
 
 
 def ascii_address(address: str) -> str:

@@ -12,6 +12,8 @@ values are confidential report data and errors are shown to admins and logged.
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -39,6 +41,7 @@ REQUIRED = (
     "rejected",
     "duplicate",
     "out_of_scope",
+    "unprocessable_mail",
 )
 TEXT_SUFFIX = ".txt.j2"
 HTML_SUFFIX = ".html.j2"
@@ -53,8 +56,10 @@ _SUBJECT_RE = re.compile(r"subject:[ \t]*(?P<subject>.*?)[ \t]*", re.IGNORECASE)
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
-class TemplateError(ValueError):
-    """A template that is missing, does not compile or does not render; one line."""
+class TemplateError(Exception):
+    """A template that is missing, does not compile or does not render; one line. Not a
+    ValueError: callers treat ValueError as bad data (an address that cannot be written),
+    and a broken template must never be taken for that."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,16 @@ class RenderedMail:
     subject: str
     text: str
     html: str | None
+
+
+@dataclass(frozen=True)
+class Variant:
+    """The text template render() uses for a name and language, and a fingerprint of its
+    sources (text and HTML part): an edited template is a different variant."""
+
+    path: Path
+    relative: str
+    fingerprint: str
 
 
 class _MissingValue(StrictUndefined):
@@ -90,12 +105,35 @@ class Templates:
         return RenderedMail(subject=subject, text=body, html=html)
 
     def check(self, names: Iterable[str]) -> None:
-        """Compile every variant of the named templates (all languages, HTML alternatives),
-        so a broken deployment override stops the daemon at startup rather than at 3 a.m."""
+        """Compile every variant of the named templates (all languages, HTML alternatives)
+        and render each one render() can reach with the sample contexts, so a broken
+        deployment override (an undefined name, a blocked attribute) stops the daemon at
+        startup rather than failing every mail at 3 a.m."""
         for name in names:
             self._require_untranslated(name)
-            for relative in self._variants(name):
+            variants = self._variants(name)
+            for relative in variants:
                 self._compile(relative)
+            samples = sample_contexts(name)
+            for language in variant_languages(variants):
+                for sample in samples:
+                    self._render_sample(name, sample, language)
+
+    def variant(self, name: str, language: str | None = None) -> Variant:
+        directory, prefix = self._located(name, language)
+        relative = f"{prefix}{name}{TEXT_SUFFIX}"
+        digest = hashlib.sha256()
+        for suffix in (TEXT_SUFFIX, HTML_SUFFIX):
+            path = directory / f"{prefix}{name}{suffix}"
+            digest.update(path.read_bytes() if path.is_file() else b"")
+            digest.update(b"\0")
+        return Variant(path=directory / relative, relative=relative, fingerprint=digest.hexdigest()[:16])
+
+    def _render_sample(self, name: str, sample: Mapping[str, object], language: str | None) -> None:
+        try:
+            self.render(name, sample, language)
+        except TemplateError as error:
+            raise TemplateError(f"{error} (rendered with a sample report at start)") from None
 
     def _located(self, name: str, language: str | None) -> tuple[Path, str]:
         """The directory and language prefix of the text template to use. Directories are
@@ -147,6 +185,16 @@ class Templates:
             raise TemplateError(syntax_error_message(error)) from None
         except Exception as error:
             raise TemplateError(render_error_message(error, relative, self._directories)) from None
+
+
+def variant_languages(relatives: Iterable[str]) -> list[str | None]:
+    """The languages the variants are for: None for the default, "de" for `de/…`."""
+    languages: dict[str | None, None] = {None: None}
+    for relative in relatives:
+        head, _, rest = relative.partition("/")
+        if rest:
+            languages.setdefault(head, None)
+    return list(languages)
 
 
 def template_directories(override_dir: Path | None) -> tuple[Path, ...]:
@@ -294,3 +342,100 @@ def spelled_in(path: Path, name: str) -> bool:
     except (OSError, UnicodeDecodeError):
         return False
     return re.search(rf"\b{re.escape(name)}\b", source) is not None
+
+
+# --- sample contexts: what check() renders every template with at start ---------------
+# One per template, with the keys the Mailer passes (tests compare the two), every
+# optional value set and every list filled; quiet_sample() gives the other branch of
+# each `{% if %}`. A new template needs a sample here, or check() refuses it.
+
+_SAMPLE_DEADLINES = (
+    {"name": "acknowledge", "title": "Acknowledgement", "due": "Tue 24 Nov 2026 10:15 CET", "explanation": []},
+    {"name": "assess", "title": "Initial assessment", "due": "Mon 28 Dec 2026 17:00 CET", "explanation": ["2026-12-25 Christmas Day (NL)"]},
+)
+_SAMPLE_REPORT = {
+    "tracking_id": "SEC-2026-0042",
+    "subject": "Stored XSS in profile page",
+    "received_at": "Mon 23 Nov 2026 10:15 CET",
+    "status": "triaged",
+    "severity": "high",
+    "suggested_severity": "high",
+    "reporter": "researcher@example.org",
+    "flag": "refers to a report of another sender",
+    "related": "SEC-2026-0041",
+    "assignee": "alice@example.com",
+    "credit_as": "Jane Researcher",
+    "urls": ["https://app.example.com/profile"],
+    "attachments": [
+        {"filename": "poc.html", "content_type": "text/html", "size": 2048, "sha256": "ab" * 32, "attached": True},
+        {"filename": "capture.pcap", "content_type": "application/octet-stream", "size": 12_000_000, "sha256": "cd" * 32, "attached": False},
+    ],
+    "more_attachments": 3,
+    "next_deadline": {"title": "Initial assessment", "due": "Mon 28 Dec 2026 17:00 CET"},
+}
+_QUIET_REPORT = _SAMPLE_REPORT | {
+    "status": "new", "severity": None, "suggested_severity": None, "flag": None, "related": None, "assignee": None,
+    "credit_as": None, "urls": [], "attachments": [], "more_attachments": 0, "next_deadline": None,
+}
+_SAMPLE_MILESTONE = {"name": "assess", "title": "Initial assessment", "due": "Thu 26 Nov 2026 17:00 CET", "state": "warning", "left": "2h15m business time left"}
+_SAMPLE_DIGEST_ITEM = {"tracking_id": "SEC-2026-0042", "subject": "Stored XSS in profile page", "milestone": "Initial assessment", "due": "Mon 28 Dec 2026 17:00 CET"}
+_COMMON = {"organisation": "Example Corp", "policy_url": "https://www.example.com/security", "now": "2026-11-23T09:16+00:00"}
+_ABOUT_REPORT = _COMMON | {"report": _SAMPLE_REPORT, "deadlines": list(_SAMPLE_DEADLINES)}
+_TO_REPORTER = _ABOUT_REPORT | {
+    "reply_address": "security+r42-abcdefghijklmnop@example.com", "subject": "Stored XSS in profile page",
+    "text": "Thank you, we have reproduced the issue.", "assessment": True, "eta": "2027-01-15",
+}
+_STAFF_REPLY_ADDRESS = "security+s42-abcdefghijklmnop@example.com"
+
+SAMPLE_CONTEXTS: Mapping[str, Mapping[str, object]] = {
+    "acknowledgement": _ABOUT_REPORT | {"reply_address": "security+r42-abcdefghijklmnop@example.com"},
+    "staff_notification": _ABOUT_REPORT | {
+        "body": "Steps to reproduce:\n1. Open /profile\n", "reply_address": _STAFF_REPLY_ADDRESS,
+        "commands": [{"usage": "#status triaged|accepted|fixing|resolved", "help": "set the report's status"}],
+    },
+    "sla_warning": _ABOUT_REPORT | {"milestone": _SAMPLE_MILESTONE},
+    "sla_breach": _ABOUT_REPORT | {"milestone": _SAMPLE_MILESTONE | {"state": "breached", "left": "overdue by 3h"}},
+    "sla_escalation": _ABOUT_REPORT | {"milestone": _SAMPLE_MILESTONE | {"state": "breached", "left": "overdue by 1d2h"}},
+    "progress_reminder": _ABOUT_REPORT | {"milestone": _SAMPLE_MILESTONE | {"name": "update", "title": "Progress update"}},
+    "resolution": _TO_REPORTER,
+    "staff_reply": _TO_REPORTER,
+    "rejected": _TO_REPORTER,
+    "duplicate": _TO_REPORTER,
+    "out_of_scope": _TO_REPORTER,
+    "daily_digest": _COMMON | {
+        "date": "2026-11-23", "open_reports": [_SAMPLE_REPORT],
+        "overdue": [_SAMPLE_DIGEST_ITEM], "due_today": [_SAMPLE_DIGEST_ITEM], "due_this_week": [_SAMPLE_DIGEST_ITEM],
+    },
+    "delivery_failure": _COMMON | {
+        "failure": {"kind": "acknowledgement", "recipients": ["researcher@example.org"], "reply": "550 5.1.1 user unknown", "attempts": 3, "tracking_id": "SEC-2026-0042"},
+    },
+    "reporter_reply": _ABOUT_REPORT | {
+        "subject": "More details", "body": "One more detail.\n", "reply_address": _STAFF_REPLY_ADDRESS, "resumed": True, "verified": True,
+        "attachments": _SAMPLE_REPORT["attachments"], "more_attachments": 3,
+    },
+    "command_error": _ABOUT_REPORT | {"errors": ["line 1: unknown command #stauts (did you mean #status?)"], "carried_out": True},
+    "flagged_report": _ABOUT_REPORT | {"flag": "unauthenticated staff address", "related": "SEC-2026-0041"},
+    "unprocessable_mail": _COMMON | {"inbound": {"id": 42, "reason": "parse timed out after 30 s; no report could be made from its raw bytes either (ValueError)"}},
+}
+_QUIET_CHANGES: Mapping[str, object] = {
+    "policy_url": "", "report": _QUIET_REPORT, "deadlines": [], "text": "", "assessment": False, "eta": None,
+    "resumed": False, "verified": False, "carried_out": False, "related": None, "attachments": [], "more_attachments": 0,
+    "open_reports": [_QUIET_REPORT], "overdue": [], "due_today": [], "due_this_week": [],
+}
+
+
+def sample_contexts(name: str) -> tuple[dict[str, object], dict[str, object]]:
+    """The full sample of a template and its quiet twin (optional values unset, lists
+    empty, flags flipped); fresh copies, so a render cannot change the samples."""
+    if name not in SAMPLE_CONTEXTS:
+        raise TemplateError(f"no sample context for template {name}: add one to SAMPLE_CONTEXTS in mailintake/templates.py")
+    full = copy.deepcopy(dict(SAMPLE_CONTEXTS[name]))
+    return full, quiet_sample(full)
+
+
+def quiet_sample(sample: Mapping[str, object]) -> dict[str, object]:
+    quiet = copy.deepcopy(dict(sample)) | {key: copy.deepcopy(value) for key, value in _QUIET_CHANGES.items() if key in sample}
+    failure = quiet.get("failure")
+    if isinstance(failure, dict):
+        quiet["failure"] = failure | {"tracking_id": None}
+    return quiet

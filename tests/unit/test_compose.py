@@ -20,6 +20,7 @@ from mailintake.compose import (
     compose,
     message_bytes,
     safe_header_text,
+    shortened_line,
     subject_with_tracking_id,
     thread_references,
 )
@@ -517,3 +518,32 @@ def test_safe_header_text(value: str, expected: str) -> None:
 def test_safe_header_text_limit() -> None:
     assert safe_header_text("x" * 2000) == "x" * 998
     assert safe_header_text("abc def", 4) == "abc"
+
+
+# --- text echoed back to a reporter ------------------------------------------------
+
+
+def test_a_short_subject_is_echoed_as_it_is() -> None:
+    assert shortened_line("Stored XSS in profile page") == "Stored XSS in profile page"
+    assert shortened_line("x" * 100) == "x" * 100
+
+
+def test_a_long_subject_is_cut_on_a_word_with_an_ellipsis() -> None:
+    subject = "Cheap watches " * 40
+    echoed = shortened_line(subject)
+    assert len(echoed) <= 100 and echoed.endswith("…")
+    assert echoed == ("Cheap watches " * 7).strip() + "…"
+    assert subject.startswith(echoed[:-1])
+
+
+def test_a_long_word_is_cut_inside_it() -> None:
+    assert shortened_line("a" * 300) == "a" * 99 + "…"
+    assert shortened_line("short " + "b" * 300) == "short " + "b" * 93 + "…"
+
+
+@given(st.text(max_size=2000))
+@settings(max_examples=200, deadline=None)
+def test_echoed_text_is_one_bounded_line(text: str) -> None:
+    echoed = shortened_line(text, 40)
+    assert len(echoed) <= 40
+    assert not CONTROL.search(echoed)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mailintake.loops import no_auto_reply_reason, our_message_id
+from mailintake.loops import is_our_address, no_auto_reply_reason, our_message_id
 from mailintake.parsing import parse_message
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "mail"
@@ -61,3 +61,27 @@ def test_our_own_message_id_coming_back_is_a_loop_but_a_colleagues_is_not() -> N
 def test_fixture_corpus(fixture: str, expected: str | None) -> None:
     envelope = "" if fixture == "bounce-dsn.eml" else "someone@example.org"
     assert no_auto_reply_reason(parse_message((FIXTURES / fixture).read_bytes()), envelope, OURS) == expected
+
+
+SIGNED_REPLY = "security+r12-abcdefghijklmnop@example.com"
+
+
+@pytest.mark.parametrize(
+    "envelope_from",
+    [SIGNED_REPLY, "security+s12-abcdefghijklmnop@example.com", "security+r12-forged@example.com", "Security+anything@EXAMPLE.com",
+     "SECURITY@example.com", '"security"@example.com', '"security+r1-x"@example.com.', "psirt+x@example.com"],
+)
+def test_our_own_addresses_and_their_signed_forms_are_never_answered(envelope_from: str) -> None:
+    assert reason(PLAIN, envelope_from) == "sent from our own address"
+
+
+def test_our_own_signed_reply_address_in_from_is_never_answered() -> None:
+    assert reason(PLAIN.replace(b"Researcher <r@example.org>", SIGNED_REPLY.encode())) == "sent from our own address"
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["securityteam@example.com", "security-r1@example.com", "security+r1@example.org", "security@mail.example.com", "r@example.org", "", "security"],
+)
+def test_other_addresses_are_not_ours(address: str) -> None:
+    assert not is_our_address(address, OURS)

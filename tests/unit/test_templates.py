@@ -8,12 +8,16 @@ from pathlib import Path
 
 import pytest
 
+from mailintake.config import load_config
+from mailintake.daemon import checked_templates
 from mailintake.templates import (
     REQUIRED,
+    SAMPLE_CONTEXTS,
     RenderedMail,
     TemplateError,
     Templates,
     language_prefixes,
+    sample_contexts,
     shipped_directory,
 )
 
@@ -37,8 +41,9 @@ REPORT = {
     "credit_as": None,
     "urls": ["https://app.example.com/profile?name=<b>"],
     "attachments": [
-        {"filename": "poc.html", "content_type": "text/html", "size": 2048, "sha256": "ab" * 32},
+        {"filename": "poc.html", "content_type": "text/html", "size": 2048, "sha256": "ab" * 32, "attached": True},
     ],
+    "more_attachments": 0,
 }
 DEADLINES = [
     {
@@ -95,7 +100,7 @@ def build_contexts() -> dict[str, dict[str, object]]:
         },
         "resolution": {**BASE, "report": {**REPORT, "status": "resolved"}, "reply_address": "security+r1@example.com", "subject": HOSTILE_SUBJECT, "text": ""},
         "staff_reply": {**BASE, "report": REPORT, "reply_address": "security+r1@example.com", "subject": HOSTILE_SUBJECT, "text": HOSTILE_BODY, "assessment": True, "eta": "2027-01-15"},
-        "reporter_reply": {**BASE, "report": REPORT, "subject": HOSTILE_SUBJECT, "body": HOSTILE_BODY, "reply_address": "security+s1@example.com", "resumed": False, "verified": True, "attachments": REPORT["attachments"]},
+        "reporter_reply": {**BASE, "report": REPORT, "subject": HOSTILE_SUBJECT, "body": HOSTILE_BODY, "reply_address": "security+s1@example.com", "resumed": False, "verified": True, "attachments": REPORT["attachments"], "more_attachments": 0},
         "command_error": {**BASE, "report": REPORT, "errors": ["line 1: unknown command #stauts (did you mean #status?)"], "carried_out": False},
         "flagged_report": {**BASE, "report": REPORT, "flag": "unauthenticated staff address", "related": "SEC-2026-0001"},
         "rejected": {**BASE, "report": REPORT, "reply_address": "security+r1@example.com", "subject": HOSTILE_SUBJECT, "text": ""},
@@ -113,6 +118,7 @@ def build_contexts() -> dict[str, dict[str, object]]:
             "due_this_week": [],
         },
         "delivery_failure": {**BASE, "failure": FAILURE},
+        "unprocessable_mail": {**BASE, "inbound": {"id": 7, "reason": "parse timed out after 30 s"}},
     }
 
 
@@ -165,7 +171,7 @@ def test_every_shipped_template_renders(shipped: Templates, name: str) -> None:
     assert "{#" not in mail.text and "Context" not in mail.text
 
 
-@pytest.mark.parametrize("name", [name for name in REQUIRED if name != "daily_digest"])
+@pytest.mark.parametrize("name", [name for name in REQUIRED if name not in ("daily_digest", "unprocessable_mail")])
 def test_tracking_id_is_in_every_report_subject(shipped: Templates, name: str) -> None:
     assert "[SEC-2026-0042]" in shipped.render(name, context(name)).subject
 
@@ -187,6 +193,108 @@ def test_optional_values_missing_print_no_none(shipped: Templates, name: str) ->
     assert "None" not in mail.subject + mail.text
     assert "[]" not in mail.subject + mail.text
     assert mail.html is None or "None" not in mail.html
+
+
+# --- the sample contexts `serve` renders every template with at start ----------------
+
+SAMPLE_MAILS = {
+    "acknowledgement": ("[SEC-2026-0042] We received your security report", "Your report: Stored XSS in profile page"),
+    "staff_notification": ("[SEC-2026-0042] New security report: Stored XSS in profile page", "capture.pcap (application/octet-stream, 12.0 MB), not attached: too large for mail"),
+    "sla_warning": ("[SEC-2026-0042] Deadline approaching: Initial assessment, due Thu 26 Nov 2026 17:00 CET", "Left:      2h15m business time left"),
+    "sla_breach": ("[SEC-2026-0042] Deadline missed: Initial assessment", "Now:       overdue by 3h"),
+    "sla_escalation": ("[SEC-2026-0042] Escalation: Initial assessment overdue by 1d2h", "Reporter:  researcher@example.org"),
+    "progress_reminder": ("[SEC-2026-0042] Reminder: Progress update due Thu 26 Nov 2026 17:00 CET", "short progress update"),
+    "resolution": ("[SEC-2026-0042] Your security report has been resolved", "we will credit you as Jane Researcher"),
+    "staff_reply": ("Re: [SEC-2026-0042] Stored XSS in profile page", "Expected resolution date: 2027-01-15"),
+    "rejected": ("Re: [SEC-2026-0042] Stored XSS in profile page", "Thank you, we have reproduced the issue."),
+    "duplicate": ("Re: [SEC-2026-0042] Stored XSS in profile page", "Thank you, we have reproduced the issue."),
+    "out_of_scope": ("Re: [SEC-2026-0042] Stored XSS in profile page", "Thank you, we have reproduced the issue."),
+    "daily_digest": ("Security reports 2026-11-23: 1 open, 1 overdue, 1 due today", "Next: Initial assessment, due Mon 28 Dec 2026 17:00 CET"),
+    "delivery_failure": ("[SEC-2026-0042] Mail delivery failed: acknowledgement", "Last reply:  550 5.1.1 user unknown"),
+    "reporter_reply": ("[SEC-2026-0042] Reporter replied: More details", "… and 3 more, not listed or attached here"),
+    "command_error": ("[SEC-2026-0042] Your reply was not sent", "its commands were carried out"),
+    "flagged_report": ("[SEC-2026-0042] Security alert: unauthenticated staff address", "It pointed at SEC-2026-0041."),
+    "unprocessable_mail": ("A stored mail could not become a report (inbound 42)", "`mailintake inbound retry 42` tries again"),
+}
+
+
+def test_every_template_has_a_sample_context() -> None:
+    assert set(SAMPLE_CONTEXTS) == set(REQUIRED) == set(SAMPLE_MAILS)
+
+
+@pytest.mark.parametrize("name", REQUIRED)
+def test_every_shipped_template_renders_with_its_sample(shipped: Templates, name: str) -> None:
+    subject, fragment = SAMPLE_MAILS[name]
+    full, quiet = sample_contexts(name)
+    mail = shipped.render(name, full)
+    assert mail.subject == subject
+    assert fragment in mail.text
+    assert "None" not in mail.text
+    quiet_mail = shipped.render(name, quiet)
+    assert quiet_mail.text.strip() and "None" not in quiet_mail.subject + quiet_mail.text
+
+
+def test_samples_are_fresh_copies() -> None:
+    full, quiet = sample_contexts("acknowledgement")
+    full["report"]["subject"] = "changed"  # type: ignore[index]
+    assert SAMPLE_CONTEXTS["acknowledgement"]["report"]["subject"] == "Stored XSS in profile page"  # type: ignore[index]
+    assert quiet["report"]["credit_as"] is None and quiet["deadlines"] == []  # type: ignore[index]
+
+
+def test_the_shipped_templates_and_translations_pass_the_start_check() -> None:
+    config = load_config(Path(__file__).resolve().parents[2] / "config.example.toml", environ={})
+    templates = checked_templates(config)
+    for language, greeting in (("de", "Guten Tag,"), ("nl", "Goedendag,"), (None, "Hello,")):
+        assert templates.render("acknowledgement", sample_contexts("acknowledgement")[0], language).text.startswith(greeting)
+
+
+@pytest.mark.parametrize(
+    ("relative", "source", "expected"),
+    [
+        ("acknowledgement.txt.j2", "Subject: [{{ report.tracking_id }}] ok\n\n{{ no_such_name }}\n", "undefined value 'no_such_name'"),
+        ("acknowledgement.txt.j2", "Subject: [{{ report.tracking_id }}] ok\n\n{{ report.__class__ }}\n", "blocked by the sandbox"),
+        ("staff_notification.txt.j2", "Subject: x\n\n{{ ('{0.__class__}' | attr('format'))(report) }}\n", "blocked by the sandbox"),
+        ("de/acknowledgement.txt.j2", "Subject: x\n\n{{ report.no_such_field }}\n", "undefined value"),
+        ("nl/resolution.txt.j2", "Subject: x\n\n{% if report.credit_as %}{{ report.credit_as }}{% else %}{{ report.credit_nme }}{% endif %}\n", "undefined value"),
+        ("sla_warning.txt.j2", "Subject: {{ milestone.title | oneline }}\n\n{% for a in report.attachments %}{{ a.file_name }}{% endfor %}\n", "undefined value"),
+    ],
+)
+def test_check_renders_every_variant_with_the_samples_and_names_the_file(tmp_path: Path, relative: str, source: str, expected: str) -> None:
+    path = write(tmp_path, relative, source)
+    with pytest.raises(TemplateError) as raised:
+        Templates(tmp_path).check(REQUIRED)
+    message = str(raised.value)
+    assert message.startswith(f"template {path}:") and expected in message
+    assert message.endswith("(rendered with a sample report at start)") and "\n" not in message
+
+
+def test_check_renders_the_html_alternative(tmp_path: Path) -> None:
+    write(tmp_path, "acknowledgement.txt.j2", "Subject: ok\n\nok\n")
+    path = write(tmp_path, "acknowledgement.html.j2", "<p>{{ reporter_name }}</p>\n")
+    with pytest.raises(TemplateError, match=rf"^template {path}:1: undefined value 'reporter_name'"):
+        Templates(tmp_path).check(REQUIRED)
+
+
+def test_check_refuses_a_template_without_a_sample(tmp_path: Path) -> None:
+    write(tmp_path, "ticket.txt.j2", "Subject: x\n\nok\n")
+    with pytest.raises(TemplateError, match="no sample context for template ticket"):
+        Templates(tmp_path).check(["ticket"])
+
+
+def test_a_template_error_is_not_a_value_error() -> None:
+    # Callers read ValueError as "this address cannot be written"; a broken template is not that.
+    assert not issubclass(TemplateError, ValueError)
+
+
+def test_a_variant_names_the_file_render_uses_and_changes_with_its_source(tmp_path: Path) -> None:
+    shipped = Templates(tmp_path)
+    german = shipped.variant("acknowledgement", "de-AT")
+    assert (german.relative, german.path) == ("de/acknowledgement.txt.j2", shipped_directory() / "de" / "acknowledgement.txt.j2")
+    path = write(tmp_path, "acknowledgement.txt.j2", "Subject: x\n\nfirst\n")
+    first = Templates(tmp_path).variant("acknowledgement", "de")
+    assert (first.relative, first.path) == ("acknowledgement.txt.j2", path)
+    write(tmp_path, "acknowledgement.txt.j2", "Subject: x\n\nsecond\n")
+    assert Templates(tmp_path).variant("acknowledgement").fingerprint != first.fingerprint
 
 
 # --- what each template says -------------------------------------------------------
@@ -335,7 +443,7 @@ def test_delivery_failure_without_a_report(shipped: Templates) -> None:
 def test_reporter_text_comes_out_literally(shipped: Templates, name: str) -> None:
     mail = shipped.render(name, context(name))
     rendered = mail.subject + mail.text
-    if name not in ("delivery_failure",):
+    if name not in ("delivery_failure", "unprocessable_mail"):
         assert "{{7*7}}" in rendered
         assert "<script>alert(1)</script>" in rendered
     assert "49" not in rendered
