@@ -7,7 +7,10 @@ address lists strictly and keeps the display name apart from the addr-spec, so
 
 from __future__ import annotations
 
+import re
 from email import errors, policy
+from email.errors import HeaderParseError
+from email.header import decode_header, make_header
 from email.headerregistry import Address, AddressHeader
 from email.parser import Parser
 
@@ -15,6 +18,8 @@ from email.parser import Parser
 MAX_ADDRESS_LENGTH = 254
 MAX_DISPLAY_NAME_LENGTH = 256
 MAX_HEADER_LENGTH = 16_384
+ENCODED_WORD = re.compile(r"=\?[^?\s]{1,64}\?[bBqQ]\?[^?\s]*\?=")
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class AddressError(ValueError):
@@ -57,7 +62,22 @@ def parsed_address_header(raw_header_value: str) -> AddressHeader:
     characters are read, so a 1 MB To: header cannot stall parsing."""
     text = raw_header_value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     text = text[:MAX_HEADER_LENGTH].replace("\r", " ").replace("\n", " ").replace("\x00", "")
-    return Parser(policy=policy.default).parsestr(f"To: {text}\n\n")["To"]
+    try:
+        return Parser(policy=policy.default).parsestr(f"To: {text}\n\n")["To"]
+    except ValueError:
+        # An encoded word that decodes to CR, LF or NUL (=?utf-8?q?Eve=0D=0Ax?=): the
+        # standard library refuses such a display name outright. Read it as plain text.
+        return Parser(policy=policy.default).parsestr(f"To: {ENCODED_WORD.sub(quoted_plain_word, text)}\n\n")["To"]
+
+
+def quoted_plain_word(match: re.Match[str]) -> str:
+    """An encoded word as a quoted string of its text, control characters made spaces."""
+    try:
+        decoded = str(make_header(decode_header(match.group(0))))
+    except (HeaderParseError, LookupError, UnicodeError, ValueError):
+        decoded = match.group(0)
+    cleaned = " ".join(CONTROL_CHARACTERS.sub(" ", decoded).split())
+    return '"' + cleaned.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def usable_pairs(header: AddressHeader | None) -> list[tuple[str, str]]:

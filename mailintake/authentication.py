@@ -12,7 +12,7 @@ import ipaddress
 import logging
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email import policy as email_policy
 from email.parser import BytesHeaderParser
 from typing import Literal
@@ -60,6 +60,9 @@ class StaffVerdict:
     method: str | None
     reason: str
     temporary: bool = False  # not authenticated only because DNS did not answer: try again later
+    # The authenticating DKIM signature covers Message-ID: a replay under a new Message-ID
+    # fails verification, so deduplicating on Message-ID stops every replay.
+    signs_message_id: bool = False
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ class MethodOutcome:
     passed: bool
     reason: str
     temporary: bool = False
+    signs_message_id: bool = False
 
 
 class DnsUnavailable(Exception):
@@ -118,7 +122,7 @@ def staff_verdict(raw: bytes, from_address: str, policy: StaffPolicy, dnsfunc: D
     for method in policy.methods:
         outcome = method_outcome(method, raw, from_domain, policy, dnsfunc)
         if outcome.passed:
-            return StaffVerdict(member=True, authenticated=True, method=method, reason=outcome.reason)
+            return StaffVerdict(member=True, authenticated=True, method=method, reason=outcome.reason, signs_message_id=outcome.signs_message_id)
         failures.append(outcome.reason)
         temporary = temporary or outcome.temporary
     return StaffVerdict(member=True, authenticated=False, method=None, reason="; ".join(failures), temporary=temporary)
@@ -131,7 +135,7 @@ def method_outcome(method: Method, raw: bytes, from_domain: str, policy: StaffPo
         if method == "authentication-results":
             return authentication_results_outcome(raw, from_domain, policy.trusted_authserv_id or "", policy.max_received_above_results)
         if method == "allowlist":
-            return MethodOutcome(True, "sender is in [staff] members; the allowlist-only policy verifies nothing")
+            return MethodOutcome(True, "sender is in [staff] members; the allowlist-only policy verifies nothing", signs_message_id=True)
         return MethodOutcome(False, "unknown method")
     except Exception as error:
         # The type name only: dkimpy and authres put header contents in their messages.
@@ -166,7 +170,7 @@ def dkim_outcome(raw: bytes, from_domain: str, dnsfunc: DnsFunc) -> MethodOutcom
         except DnsUnavailable:
             problem, temporary = "DNS did not answer", True
         if problem is None:
-            return MethodOutcome(True, "valid DKIM signature aligned with the From domain")
+            return MethodOutcome(True, "valid DKIM signature aligned with the From domain", signs_message_id=b"message-id" in signed_header_names(parse_tag_value(signature).get(b"h", b"")))
         problems.append(problem)
     if len(signatures) > MAX_DKIM_SIGNATURES:
         problems.append(f"only the first {MAX_DKIM_SIGNATURES} checked")
@@ -223,8 +227,55 @@ def authentication_results_outcome(raw: bytes, from_domain: str, trusted_authser
         header = parsed_authentication_results(value)
         if header is None or header.authserv_id != trusted:
             return MethodOutcome(False, "the trusted Authentication-Results header could not be parsed")
-        return trusted_header_outcome(header, from_domain)
+        return replace(trusted_header_outcome(header, from_domain), signs_message_id=aligned_signatures_sign_message_id(raw, from_domain))
     return MethodOutcome(False, "no Authentication-Results header from the trusted server")
+
+
+def envelope_sender_forgery(raw: bytes, envelope_domain: str, trusted_authserv_id: str, max_received_above: int = 1) -> str | None:
+    """What our MX's trusted Authentication-Results says against the envelope sender's
+    domain: "spf=fail" or "dmarc=fail", else None. An acknowledgement to a forged envelope
+    sender is backscatter. `raw` as for authentication_results_outcome."""
+    trusted = trusted_authserv_id.lower()
+    if not trusted or not envelope_domain:
+        return None
+    for received_above, value in authentication_results_values(raw):
+        if claimed_authserv_id(value) != trusted:
+            continue
+        header = parsed_authentication_results(value) if received_above <= max_received_above else None
+        if header is None:
+            return None
+        for result in header.results:
+            method, outcome = getattr(result, "method", ""), getattr(result, "result", "")
+            if outcome != "fail":
+                continue
+            if method == "spf" and single_property_value_of(result, "smtp", "mailfrom") in (envelope_domain, None):
+                return "spf=fail"
+            if method == "dmarc" and single_property_value(result, "from") == envelope_domain:
+                return "dmarc=fail"
+        return None
+    return None
+
+
+def single_property_value_of(result: object, kind: str, name: str) -> str | None:
+    """The lowercased domain of the one <kind>.<name> property (an address gives its domain)."""
+    values = [prop.value for prop in getattr(result, "properties", []) if prop.type == kind and prop.name == name and prop.value]
+    return str(values[0]).lower().rpartition("@")[2] if len(values) == 1 else None
+
+
+def aligned_signatures_sign_message_id(raw: bytes, from_domain: str) -> bool:
+    """Whether every DKIM-Signature aligned with the From domain (at least one) covers
+    Message-ID: which one our MX verified, its Authentication-Results does not say."""
+    headers = BytesHeaderParser(policy=email_policy.compat32).parsebytes(raw)
+    covered = []
+    for value in headers.get_all("DKIM-Signature", [])[:MAX_DKIM_SIGNATURES]:
+        try:
+            tags = parse_tag_value(re.sub(r"\s+", "", str(value)).encode("ascii"))
+            aligned = is_aligned(from_domain, tags.get(b"d", b"").decode("ascii").lower())
+        except Exception:
+            continue
+        if aligned:
+            covered.append(b"message-id" in signed_header_names(tags.get(b"h", b"")))
+    return bool(covered) and all(covered)
 
 
 def authentication_results_values(raw: bytes) -> list[tuple[int, str]]:

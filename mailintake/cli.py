@@ -31,7 +31,7 @@ from mailintake.mailer import Mailer
 from mailintake.milestones import MilestoneView, milestone_views, refresh_open_reports
 from mailintake.models import InboundMessage, OutboxMessage
 from mailintake.outbox import OutboxRetryRefused, outbox_rows, release_waiting, retry_now
-from mailintake.parser_pool import ParserPool, parser_memory_limit
+from mailintake.parser_pool import parser_pool_for
 from mailintake.processing import ProcessingRules, failed_inbound_ids, process_inbound
 from mailintake.reports import ReportNotFound, iso_utc, report_detail, report_summaries
 from mailintake.scheduler import scheduled_pass
@@ -278,12 +278,12 @@ def command_inbound_retry(arguments: argparse.Namespace, config: Config) -> int:
     if not_failed:
         raise UsageError(f"inbound {not_failed[0]} is not a failed delivery (see `mailintake inbound failed`)")
     ids = arguments.ids or failed
-    parser = ParserPool(config.intake.parse_timeout, parser_memory_limit(config.intake.max_message_size))
+    parser = parser_pool_for(config.intake)
     rules = ProcessingRules.from_config(config, mailer_for(config))
     still_failed = 0
     try:
         for inbound_id in ids:
-            outcome = process_inbound(sessions, parser, rules, inbound_id, utc_now)
+            outcome = process_inbound(sessions, parser, rules, inbound_id, utc_now, manual=True)
             print(f"inbound {inbound_id}: {outcome.status}{' ' + outcome.tracking_id if outcome.tracking_id else ''}")
             still_failed += outcome.status == "failed"
     finally:

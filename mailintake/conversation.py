@@ -45,7 +45,20 @@ LATE_COMMAND = re.compile(rf"^[ \t]*#({'|'.join(COMMAND_NAMES)})\b", re.IGNORECA
 UNMAILABLE_REPORTER = "the reporter's address cannot be written into an outgoing mail (e.g. a non-ASCII local part); your text was not sent: answer them another way"
 
 
+REPLAYABLE_COMMANDS = (
+    "your mail's DKIM signature does not cover its Message-ID, so a copy of it could be sent again as a new reply; "
+    "commands are carried out only from mail whose signature covers Message-ID: ask your mail admin, or send the commands from a system that signs it"
+)
+
+
+REPORTER_MAIL_NOT_BUILT = "the mail to the reporter could not be built (its template failed; [staff] alerts were told); your text was not sent: send it again once the template is fixed"
+
+
 class UnmailableReporter(Exception):
+    pass
+
+
+class ReporterMailNotBuilt(Exception):
     pass
 
 
@@ -145,7 +158,9 @@ def record_reporter_reply(session: Session, rules: ConversationRules, report: Re
 # --- staff replies ---------------------------------------------------------------------
 
 
-def record_staff_reply(session: Session, rules: ConversationRules, report: Report, route: Route, parsed: ParsedMessage, inbound: InboundMessage, calendar: BusinessCalendar, now: datetime) -> Message:
+def record_staff_reply(session: Session, rules: ConversationRules, report: Report, route: Route, parsed: ParsedMessage, inbound: InboundMessage, calendar: BusinessCalendar, now: datetime, replayable: bool = False) -> Message:
+    """`replayable`: its authentication does not cover Message-ID, so anyone holding a copy
+    could send it again under a new one; its commands are refused."""
     author = parsed.from_address
     message = thread_message(report, route, parsed, inbound, "staff_reply", author=author)
     if rules.mailer.loop_signal(parsed, inbound.envelope_from) is not None:
@@ -157,6 +172,8 @@ def record_staff_reply(session: Session, rules: ConversationRules, report: Repor
     reply = parse_staff_reply(parsed.own_text)
     text = relayable_text(rules, reply, author, parsed.from_name)
     errors = list(reply.errors) or reply_problems(session, rules, report, reply, text, calendar, now)
+    if reply.commands and replayable:
+        errors.append(REPLAYABLE_COMMANDS)
     if errors:
         message.kind = "refused_reply"
         rules.mailer.command_error(session, report, author, message, errors, calendar, now)
@@ -172,6 +189,9 @@ def record_staff_reply(session: Session, rules: ConversationRules, report: Repor
         except UnmailableReporter:
             mailed = None
             rules.mailer.command_error(session, report, author, message, [UNMAILABLE_REPORTER], calendar, now, carried_out=True)
+        except ReporterMailNotBuilt:
+            mailed = None
+            rules.mailer.command_error(session, report, author, message, [REPORTER_MAIL_NOT_BUILT], calendar, now, carried_out=True)
         events = events_of(reply, report, mailed=mailed is not None)
     refresh_milestones(session, report, rules.policy, calendar, now)
     for event in events:
@@ -283,6 +303,9 @@ def answer_reporter(session: Session, rules: ConversationRules, report: Report, 
             sent = rules.mailer.to_reporter(session, f"relay:{message.id}", template or "staff_reply", report, context, calendar, now)
     except ValueError:
         raise UnmailableReporter from None
+    if sent is None and (report.reporter is not None or report.envelope_sender):
+        # The template failed to render: [staff] alerts were told, the author must be too.
+        raise ReporterMailNotBuilt
     if sent is not None:
         report.messages.append(outbound_message(report, sent, message, text, "notice" if template else "relayed", now))
     return sent

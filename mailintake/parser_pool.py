@@ -13,7 +13,8 @@ import resource
 import threading
 from multiprocessing.pool import Pool
 
-from mailintake.parsing import ParsedMessage, parse_message
+from mailintake.config import IntakeConfig
+from mailintake.parsing import ParsedMessage, ParseLimits, parse_message
 
 
 class ParseFailure(Exception):
@@ -21,8 +22,9 @@ class ParseFailure(Exception):
 
 
 class ParserPool:
-    def __init__(self, timeout: float, memory_limit: int, processes: int = 1) -> None:
+    def __init__(self, timeout: float, memory_limit: int, processes: int = 1, limits: ParseLimits = ParseLimits()) -> None:
         self.timeout = timeout
+        self.limits = limits
         self.memory_limit = memory_limit
         self.processes = processes
         self._pool: Pool | None = None
@@ -30,7 +32,7 @@ class ParserPool:
 
     def parse(self, raw: bytes) -> ParsedMessage:
         with self._lock:
-            pending = self._running_pool().apply_async(parse_message, (raw,))
+            pending = self._running_pool().apply_async(parse_message, (raw, self.limits))
             try:
                 return pending.get(self.timeout)
             except multiprocessing.TimeoutError:
@@ -53,6 +55,10 @@ class ParserPool:
             self._pool.terminate()
             self._pool.join()
             self._pool = None
+
+
+def parser_pool_for(intake: IntakeConfig, processes: int = 1) -> ParserPool:
+    return ParserPool(intake.parse_timeout, parser_memory_limit(intake.max_message_size), processes, intake.parse_limits())
 
 
 def parser_memory_limit(max_message_size: int) -> int:

@@ -11,12 +11,14 @@ import binascii
 import email.message
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from email.errors import HeaderParseError
 from email.header import Header, decode_header, make_header
 from email.parser import BytesParser
 from email.utils import parsedate_to_datetime
+from typing import TypeVar
 
 import mailparser
 import tnefparse
@@ -35,6 +37,10 @@ MAX_SUBJECT_LENGTH = 2000
 MAX_RECIPIENTS = 200
 LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8}){0,2}")
 MAX_REFERENCES = 100
+MAX_OWN_TEXT_DEPTH = 20
+RAW_ONLY_HEAD_BYTES = 65_536
+RAW_ONLY_BODY_BYTES = 20_000
+T = TypeVar("T")
 TNEF_CONTENT_TYPES = ("application/ms-tnef", "application/vnd.ms-tnef")
 # tnefparse copies the rest of a winmail.dat once per TNEF object it reads, so a file of
 # many tiny objects takes quadratic time; one whose objects × size exceeds this stays packed.
@@ -84,24 +90,86 @@ class ParsedMessage:
     own_text: str = ""
 
 
-def parse_message(raw: bytes) -> ParsedMessage:
-    """Parse a message with mail-parser. Where it gives up (a malformed encoded word in a
-    header, a recursion limit, a library bug) the standard library's walk of the MIME parts
-    takes over, and where that fails too the headers alone still make a report; the
-    defects say which happened."""
+@dataclass(frozen=True)
+class ParseLimits:
+    """How much of a message is read into a report; the rest stays in the stored raw bytes.
+    Applied inside the bounded parser process, so what it hands back is bounded too."""
+
+    max_parts: int = 1000
+    max_depth: int = 50
+    max_headers: int = 1000
+
+
+def parse_message(raw: bytes, limits: ParseLimits = ParseLimits()) -> ParsedMessage:
+    """Parse a message with mail-parser. A message over the limits (parts, nesting, header
+    fields) is read by the standard library's walk of its first parts instead, and so is
+    one mail-parser gives up on (a malformed encoded word, a recursion limit, a library
+    bug); where that fails too the headers alone still make a report; the defects say
+    which happened."""
     normalized = normalized_line_endings(raw)
     headers = BytesParser().parsebytes(normalized, headersonly=True)
+    budget = decoded_budget(raw)
     try:
-        body = body_facts(mailparser.parse_from_bytes(normalized))
+        message = BytesParser().parsebytes(normalized)
+        shape = shape_of(message, limits)
+        if shape.defects:
+            body = leaves_body_facts(message, shape.kept, shape.defects, budget)
+        else:
+            body = within_budget(body_facts(mailparser.MailParser(message)), budget)
     except Exception as mail_parser_error:
         fallback = f"MailParserFailed:{type(mail_parser_error).__name__}"
         try:
-            body = stdlib_body_facts(normalized, fallback)
+            message = BytesParser().parsebytes(normalized)
+            body = leaves_body_facts(message, shape_of(message, limits).kept, (fallback,), budget)
         except Exception as error:
             body = BodyFacts("", False, (), (fallback, f"BodyNotParsed:{type(error).__name__}"))
     if has_bare_line_break_in_header(raw):
         body = replace(body, defects=body.defects + ("BareLineBreakInHeader",))
-    return message_of(normalized, headers, body)
+    try:
+        return message_of(normalized, headers, body)
+    except Exception as error:
+        return raw_only_message(raw, f"HeadersNotParsed:{type(error).__name__}")
+
+
+def raw_only_message(raw: bytes, reason: str) -> ParsedMessage:
+    """The last resort when a message cannot be parsed (the parser timed out, crashed, or a
+    stage after it failed every time): a report made from a bounded read of the header
+    section, each header read on its own so one unreadable header costs only itself, and
+    the start of the body as text. Never raises: a stored mail always becomes a report."""
+    head, _, rest = raw[:RAW_ONLY_HEAD_BYTES].partition(b"\r\n\r\n") if b"\r\n" in raw[:RAW_ONLY_HEAD_BYTES] else raw[:RAW_ONLY_HEAD_BYTES].partition(b"\n\n")
+    try:
+        headers = BytesParser().parsebytes(normalized_line_endings(head + b"\r\n\r\n"), headersonly=True)
+    except Exception:
+        headers = email.message.Message()
+    sender = guarded(lambda: single_sender([header_text(value) for value in headers.get_all("From", [])]), None)
+    from_name, from_address = sender or ("", "")
+    message_id = guarded(lambda: first_message_id(headers.get("Message-ID")), None)
+    body = storable_text(rest[:RAW_ONLY_BODY_BYTES].decode("utf-8", "replace"))
+    return ParsedMessage(
+        origin_key=origin_key(normalized_line_endings(raw), message_id, from_address),
+        message_id=message_id,
+        in_reply_to=guarded(lambda: first_message_id(headers.get("In-Reply-To")), None),
+        references=(),
+        subject=guarded(lambda: single_line(decoded_header(headers.get("Subject")))[:MAX_SUBJECT_LENGTH], ""),
+        from_name=single_line(from_name),
+        from_address=storable_text(from_address),
+        to_addresses=(),
+        date=guarded(lambda: date_of(headers.get("Date")), None),
+        body_text=body,
+        body_from_html=False,
+        attachments=(),
+        statements=reporter_statements(""),
+        defects=(reason, "ReportFromRawBytesOnly"),
+        automation_signals=guarded(lambda: automation_signals(headers), ("unreadable headers",)),
+        language=None,
+    )
+
+
+def guarded(read: Callable[[], T], fallback: T) -> T:
+    try:
+        return read()
+    except Exception:
+        return fallback
 
 
 @dataclass(frozen=True)
@@ -119,17 +187,19 @@ def body_facts(mail: mailparser.MailParser) -> BodyFacts:
     return with_tnef_unpacked(BodyFacts(text, from_html, attachments, tuple(sorted(set(mail.defects_categories))), first_own_text(mail.message)))
 
 
-def first_own_text(part: email.message.Message) -> str | None:
+def first_own_text(part: email.message.Message, depth: int = 0) -> str | None:
     """The author's own text: the first inline text part from the top, looking into
     multiparts but never into a forwarded message (message/*) or an attachment; of a
     multipart/alternative the plain text, else the HTML as text. None: no text part at all.
     An empty first part stays empty: a later part is no longer the author's reply."""
     if part.is_multipart():
+        if depth >= MAX_OWN_TEXT_DEPTH:
+            return None
         children = [child for child in part.get_payload() if isinstance(child, email.message.Message) and is_own_content(child)]
         if part.get_content_type() == "multipart/alternative":
             children.sort(key=lambda child: child.get_content_type() != "text/plain")
         for child in children:
-            text = first_own_text(child)
+            text = first_own_text(child, depth + 1)
             if text is not None:
                 return text
         return None
@@ -144,14 +214,63 @@ def is_own_content(part: email.message.Message) -> bool:
     return part.get_content_disposition() != "attachment" and part.get_content_maintype() != "message" and not part.get_filename()
 
 
-def stdlib_body_facts(normalized: bytes, defect: str) -> BodyFacts:
+@dataclass(frozen=True)
+class Shape:
+    kept: tuple[email.message.Message, ...]
+    defects: tuple[str, ...]
+
+
+def shape_of(message: email.message.Message, limits: ParseLimits) -> Shape:
+    """The leaf parts within the limits, in order, and what was left out. Iterative: a
+    message nested deeper than Python's recursion limit is read too."""
+    kept: list[email.message.Message] = []
+    leaves = deepest = 0
+    stack: list[tuple[email.message.Message, int]] = [(message, 0)]
+    while stack:
+        part, depth = stack.pop()
+        deepest = max(deepest, depth)
+        children = part.get_payload() if part.is_multipart() else None
+        if isinstance(children, list):
+            if depth < limits.max_depth:
+                stack.extend((child, depth + 1) for child in reversed(children) if isinstance(child, email.message.Message))
+            continue
+        leaves += 1
+        if len(kept) < limits.max_parts:
+            kept.append(part)
+    defects = []
+    if leaves > len(kept):
+        defects.append(f"TooManyParts:{leaves - len(kept)} of {leaves} parts left out")
+    if deepest >= limits.max_depth:
+        defects.append(f"NestingTooDeep:parts below depth {limits.max_depth} left out")
+    if len(message.keys()) > limits.max_headers:
+        defects.append(f"TooManyHeaderFields:{len(message.keys())}")
+    return Shape(tuple(kept), tuple(defects))
+
+
+def decoded_budget(raw: bytes) -> int:
+    """Decoded attachment bytes a report keeps: a forwarded mail nested in a forwarded mail
+    must not multiply the message's size."""
+    return 2 * len(raw) + 1_000_000
+
+
+def within_budget(body: BodyFacts, budget: int) -> BodyFacts:
+    kept: list[ParsedAttachment] = []
+    for attachment in body.attachments:
+        if attachment.size > budget:
+            break
+        budget -= attachment.size
+        kept.append(attachment)
+    if len(kept) == len(body.attachments):
+        return body
+    left_out = len(body.attachments) - len(kept)
+    return replace(body, attachments=tuple(kept), defects=body.defects + (f"DecodedSizeLimit:{left_out} attachments left out",))
+
+
+def leaves_body_facts(message: email.message.Message, leaves: tuple[email.message.Message, ...], defects: tuple[str, ...], budget: int) -> BodyFacts:
     plain: list[str] = []
     html: list[str] = []
     attachments: list[ParsedAttachment] = []
-    message = BytesParser().parsebytes(normalized)
-    for part in message.walk():
-        if part.is_multipart():
-            continue
+    for part in leaves:
         content_type = part.get_content_type()
         payload = part.get_payload(decode=True) or b""
         filename = part.get_filename()
@@ -160,7 +279,7 @@ def stdlib_body_facts(normalized: bytes, defect: str) -> BodyFacts:
         else:
             (plain if content_type == "text/plain" else html).append(decoded_text(payload, part.get_content_charset()))
     text, from_html = chosen_body_text(plain, html)
-    return with_tnef_unpacked(BodyFacts(text, from_html, tuple(attachments), (defect,), first_own_text(message)))
+    return within_budget(with_tnef_unpacked(BodyFacts(text, from_html, tuple(attachments), defects, first_own_text(message))), budget)
 
 
 def with_tnef_unpacked(body: BodyFacts) -> BodyFacts:

@@ -9,8 +9,12 @@ becomes at most one report, and a crash anywhere leaves it pending to be done ag
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -18,7 +22,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailintake.authentication import DnsFunc, StaffVerdict, dns_txt_lookup, is_member, staff_verdict
+from mailintake.authentication import DnsFunc, StaffVerdict, dns_txt_lookup, envelope_sender_forgery, is_member, staff_verdict
 from mailintake.calendar_admin import effective_calendar
 from mailintake.config import CalendarConfig, Config, ConfigError
 from mailintake.conversation import ConversationRules, arrival_of, record_reporter_reply, record_staff_reply, reply_already_recorded
@@ -27,7 +31,7 @@ from mailintake.db import transaction
 from mailintake.milestones import refresh_milestones
 from mailintake.models import InboundMessage, Report
 from mailintake.parser_pool import ParseFailure
-from mailintake.parsing import ParsedMessage, normalized_line_endings
+from mailintake.parsing import ParsedMessage, normalized_line_endings, raw_only_message
 from mailintake.reports import create_report, report_with_origin
 from mailintake.routing import REPLY_ADDRESS_MISUSED, STAFF_ADDRESS_MISUSED, STAFF_TO_PUBLIC_ADDRESS, UNAUTHENTICATED_STAFF, Route, route_of
 from mailintake.sla import Policy
@@ -35,6 +39,7 @@ from mailintake.sla import Policy
 log = logging.getLogger(__name__)
 
 MAX_RETRY_DELAY = timedelta(hours=6)
+IDLE_LANE_POLL = 0.2
 # Flags that alert [staff] alerts: someone used an address or identity that was not theirs.
 ALERTING_FLAGS = frozenset({UNAUTHENTICATED_STAFF, STAFF_ADDRESS_MISUSED, REPLY_ADDRESS_MISUSED})
 # Flags whose mail is not from a researcher: no acknowledgement, no deadlines.
@@ -46,6 +51,8 @@ class Parser(Protocol):
 
 
 Authenticator = Callable[[bytes, str], StaffVerdict]
+SenderForgery = Callable[[bytes, str], str | None]
+FORGED_SENDER = "envelope sender forged according to our MX"
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,7 @@ class ProcessingRules:
     mailer: Mailer
     conversation: ConversationRules
     authenticate: Authenticator
+    sender_forgery: SenderForgery
 
     @classmethod
     def from_config(cls, config: Config, mailer: Mailer, dnsfunc: DnsFunc | None = None) -> ProcessingRules:
@@ -77,7 +85,13 @@ class ProcessingRules:
             # Only a member's mail is worth the normalising copy DKIM needs (the hot path).
             return staff_verdict(normalized_line_endings(raw) if is_member(sender, staff_policy.members) else b"", sender, staff_policy, lookup)
 
-        return cls(intake.tracking_prefix, intake.max_parse_attempts, intake.retry_interval, config.sla, config.calendar, mailer, conversation, authenticate)
+        def sender_forgery(raw: bytes, envelope_from: str) -> str | None:
+            if not staff_policy.trusted_authserv_id:
+                return None
+            domain = envelope_from.rpartition("@")[2].lower()
+            return envelope_sender_forgery(normalized_line_endings(raw), domain, staff_policy.trusted_authserv_id, staff_policy.max_received_above_results)
+
+        return cls(intake.tracking_prefix, intake.max_parse_attempts, intake.retry_interval, config.sla, config.calendar, mailer, conversation, authenticate, sender_forgery)
 
 
 @dataclass(frozen=True)
@@ -92,15 +106,16 @@ class Snapshot:
     status: str
     attempts: int
     raw: bytes
+    last_error: str | None = None
 
 
-def due_inbound_ids(sessions: sessionmaker[Session], now: datetime, max_attempts: int, limit: int = 100) -> list[int]:
+def due_inbound_ids(sessions: sessionmaker[Session], now: datetime, limit: int = 100) -> list[int]:
     """New deliveries first, then failed ones whose retry is due: retries never starve new mail."""
     with transaction(sessions) as session:
         new = select(InboundMessage.id).where(InboundMessage.status == "received").order_by(InboundMessage.id).limit(limit)
         retries = (
             select(InboundMessage.id)
-            .where(InboundMessage.status == "failed", InboundMessage.attempts < max_attempts, InboundMessage.next_attempt_at <= now)
+            .where(InboundMessage.status == "failed", InboundMessage.next_attempt_at <= now)
             .order_by(InboundMessage.next_attempt_at, InboundMessage.id)
             .limit(limit)
         )
@@ -112,30 +127,82 @@ def failed_inbound_ids(sessions: sessionmaker[Session]) -> list[int]:
         return list(session.scalars(select(InboundMessage.id).where(InboundMessage.status == "failed").order_by(InboundMessage.id)))
 
 
-def process_due(sessions: sessionmaker[Session], parser: Parser, rules: ProcessingRules, clock: Callable[[], datetime], should_stop: Callable[[], bool] = lambda: False) -> list[Outcome]:
+def process_due(sessions: sessionmaker[Session], parsers: Sequence[Parser], rules: ProcessingRules, clock: Callable[[], datetime], should_stop: Callable[[], bool] = lambda: False) -> list[Outcome]:
+    """Every due delivery, one lane per parser: a mail that takes its parser the whole
+    parse_timeout holds up only its own lane, while the others go on with new mail."""
+    due = DueDeliveries(sessions, clock)
+    if len(parsers) == 1:
+        return lane_outcomes(sessions, parsers[0], rules, clock, due, should_stop)
+    with ThreadPoolExecutor(len(parsers), thread_name_prefix="inbound-lane") as lanes:
+        rounds = [lanes.submit(lane_outcomes, sessions, parser, rules, clock, due, should_stop) for parser in parsers]
+        return [outcome for lane in rounds for outcome in lane.result()]
+
+
+class DueDeliveries:
+    """Hands each due delivery to one lane, at most once per round. An idle lane keeps
+    looking while another is busy, so mail arriving during a slow parse is taken up at once."""
+
+    def __init__(self, sessions: sessionmaker[Session], clock: Callable[[], datetime]) -> None:
+        self.sessions = sessions
+        self.clock = clock
+        self.pending: deque[int] = deque()
+        self.taken: set[int] = set()
+        self.busy = 0
+        self.lock = threading.Lock()
+
+    def next(self, should_stop: Callable[[], bool]) -> int | None:
+        while not should_stop():
+            with self.lock:
+                if not self.pending:
+                    self.pending.extend(inbound_id for inbound_id in due_inbound_ids(self.sessions, self.clock()) if inbound_id not in self.taken)
+                if self.pending:
+                    inbound_id = self.pending.popleft()
+                    self.taken.add(inbound_id)
+                    self.busy += 1
+                    return inbound_id
+                if self.busy == 0:
+                    return None
+            time.sleep(IDLE_LANE_POLL)
+        return None
+
+    def finished(self) -> None:
+        with self.lock:
+            self.busy -= 1
+
+
+def lane_outcomes(sessions: sessionmaker[Session], parser: Parser, rules: ProcessingRules, clock: Callable[[], datetime], due: DueDeliveries, should_stop: Callable[[], bool]) -> list[Outcome]:
     outcomes = []
-    for inbound_id in due_inbound_ids(sessions, clock(), rules.max_attempts):
-        if should_stop():
-            break
+    while (inbound_id := due.next(should_stop)) is not None:
         try:
             outcomes.append(process_inbound(sessions, parser, rules, inbound_id, clock))
         except Exception as error:
             # Storage trouble: leave the row as it is and go on; it is due again next pass.
             log.error("inbound %d could not be processed (%s); will retry", inbound_id, type(error).__name__)
             outcomes.append(Outcome(inbound_id, "deferred"))
+        finally:
+            due.finished()
     return outcomes
 
 
-def process_inbound(sessions: sessionmaker[Session], parser: Parser, rules: ProcessingRules, inbound_id: int, clock: Callable[[], datetime]) -> Outcome:
+def process_inbound(sessions: sessionmaker[Session], parser: Parser, rules: ProcessingRules, inbound_id: int, clock: Callable[[], datetime], manual: bool = False) -> Outcome:
+    """One delivery into a report, a thread message or a duplicate. The attempt is counted
+    before the parse, so a mail that kills the daemon is not taken up again at every start:
+    once its attempts are spent it becomes a report from its raw bytes. `manual` (an
+    admin's `inbound retry`) grants one more real attempt."""
     snapshot = read_snapshot(sessions, inbound_id)
     if snapshot is None or snapshot.status not in ("received", "failed"):
+        return Outcome(inbound_id, "skipped")
+    if snapshot.attempts >= rules.max_attempts and not manual:
+        return record_raw_only(sessions, rules, inbound_id, snapshot, snapshot.last_error or "earlier attempts did not finish", clock())
+    snapshot = attempt_started(sessions, inbound_id, snapshot)
+    if snapshot is None:
         return Outcome(inbound_id, "skipped")
     try:
         parsed = parser.parse(snapshot.raw)
     except ParseFailure as failure:
         return record_failure(sessions, rules, inbound_id, snapshot, str(failure), clock())
     verdict = rules.authenticate(snapshot.raw, parsed.from_address)
-    if verdict.temporary and snapshot.attempts + 1 < rules.max_attempts:
+    if verdict.temporary and snapshot.attempts < rules.max_attempts:
         # A staff member's mail while DNS is down: try again rather than flag it as forged.
         return record_failure(sessions, rules, inbound_id, snapshot, "staff authentication: DNS did not answer", clock())
     try:
@@ -145,6 +212,15 @@ def process_inbound(sessions: sessionmaker[Session], parser: Parser, rules: Proc
     except Exception as error:
         # This message cannot be written as a report; mark it so the others are not held up.
         return record_failure(sessions, rules, inbound_id, snapshot, f"storing the report failed: {type(error).__name__}", clock())
+
+
+def attempt_started(sessions: sessionmaker[Session], inbound_id: int, snapshot: Snapshot) -> Snapshot | None:
+    """The attempt counted and committed before any work: None if another process took it."""
+    with transaction(sessions) as session:
+        if not claimed(session, inbound_id, snapshot, attempts=snapshot.attempts + 1):
+            session.rollback()
+            return None
+    return replace(snapshot, attempts=snapshot.attempts + 1)
 
 
 def record_parsed_once_more_on_conflict(sessions: sessionmaker[Session], rules: ProcessingRules, inbound_id: int, snapshot: Snapshot, parsed: ParsedMessage, verdict: StaffVerdict, clock: Callable[[], datetime]) -> Outcome:
@@ -158,7 +234,7 @@ def record_parsed_once_more_on_conflict(sessions: sessionmaker[Session], rules: 
 def read_snapshot(sessions: sessionmaker[Session], inbound_id: int) -> Snapshot | None:
     with transaction(sessions) as session:
         row = session.get(InboundMessage, inbound_id)
-        return None if row is None else Snapshot(row.status, row.attempts, row.raw)
+        return None if row is None else Snapshot(row.status, row.attempts, row.raw, row.last_error)
 
 
 def claimed(session: Session, inbound_id: int, snapshot: Snapshot, **changes: object) -> bool:
@@ -181,13 +257,13 @@ def record_parsed(sessions: sessionmaker[Session], rules: ProcessingRules, inbou
         if not claimed(session, inbound_id, snapshot, status=status, processed_at=now, last_error=None, next_attempt_at=None):
             session.rollback()
             return Outcome(inbound_id, "skipped")
-        report = existing or recorded_route(session, rules, route, repeated, parsed, inbound, now)
+        report = existing or recorded_route(session, rules, route, repeated, parsed, inbound, now, verdict.signs_message_id)
         inbound.report_id = report.id
         log.info("inbound %d %s %s", inbound_id, what_happened(existing is not None, route, repeated), report.tracking_id)
         return Outcome(inbound_id, status, report.tracking_id)
 
 
-def recorded_route(session: Session, rules: ProcessingRules, route: Route | None, repeated: bool, parsed: ParsedMessage, inbound: InboundMessage, now: datetime) -> Report:
+def recorded_route(session: Session, rules: ProcessingRules, route: Route | None, repeated: bool, parsed: ParsedMessage, inbound: InboundMessage, now: datetime, signs_message_id: bool = True) -> Report:
     assert route is not None
     if route.kind == "new_report":
         return new_report_with_mail(session, rules, parsed, inbound, now, route)
@@ -196,8 +272,10 @@ def recorded_route(session: Session, rules: ProcessingRules, route: Route | None
     if repeated:
         return report
     calendar = effective_calendar(session, rules.calendar)
-    record = record_staff_reply if route.kind == "staff_reply" else record_reporter_reply
-    record(session, rules.conversation, report, route, parsed, inbound, calendar, now)
+    if route.kind == "staff_reply":
+        record_staff_reply(session, rules.conversation, report, route, parsed, inbound, calendar, now, replayable=not signs_message_id)
+    else:
+        record_reporter_reply(session, rules.conversation, report, route, parsed, inbound, calendar, now)
     return report
 
 
@@ -240,6 +318,13 @@ def new_report_with_mail(session: Session, rules: ProcessingRules, parsed: Parse
             refresh_milestones(session, report, rules.policy, calendar, now)
     except (ValueError, ArithmeticError) as error:
         log.error("report %s: deadlines could not be computed (%s)", report.tracking_id, type(error).__name__)
+    forgery = rules.sender_forgery(inbound.raw, inbound.envelope_from)
+    if forgery is not None:
+        # Our MX says the envelope sender is forged: an acknowledgement would be backscatter.
+        report.automated = f"{FORGED_SENDER} ({forgery})"
+        log.info("report %s: no acknowledgement (%s)", report.tracking_id, FORGED_SENDER)
+        rules.mailer.notify_staff(session, report, calendar, now)
+        return report
     rules.mailer.report_received(session, report, inbound, calendar, now)
     return report
 
@@ -252,13 +337,48 @@ def flag_report(session: Session, report: Report, route: Route) -> None:
 
 
 def record_failure(sessions: sessionmaker[Session], rules: ProcessingRules, inbound_id: int, snapshot: Snapshot, reason: str, now: datetime) -> Outcome:
-    attempts = snapshot.attempts + 1
-    retry_at = now + retry_delay(rules.retry_interval, attempts) if attempts < rules.max_attempts else None
+    """A failed attempt (already counted): retried later, or, the attempts spent, the mail
+    becomes a report from its raw bytes: stored but never a report is not an outcome."""
+    if snapshot.attempts >= rules.max_attempts:
+        return record_raw_only(sessions, rules, inbound_id, snapshot, reason, now)
     with transaction(sessions) as session:
-        if not claimed(session, inbound_id, snapshot, status="failed", attempts=attempts, last_error=reason[:500], next_attempt_at=retry_at):
+        if not claimed(session, inbound_id, snapshot, status="failed", last_error=reason[:500], next_attempt_at=now + retry_delay(rules.retry_interval, snapshot.attempts)):
             session.rollback()
             return Outcome(inbound_id, "skipped")
-    log.warning("inbound %d failed processing (attempt %d): %s", inbound_id, attempts, reason)
+    log.warning("inbound %d failed processing (attempt %d): %s", inbound_id, snapshot.attempts, reason)
+    return Outcome(inbound_id, "failed")
+
+
+def record_raw_only(sessions: sessionmaker[Session], rules: ProcessingRules, inbound_id: int, snapshot: Snapshot, reason: str, now: datetime) -> Outcome:
+    """The last resort: a new report from the raw bytes, with why in its defects and at the
+    top of its text, so staff see it like any other. Only if even that cannot be written is
+    the delivery left failed, and then staff are alerted once."""
+    parsed = raw_only_message(snapshot.raw, f"NotParsed:{reason}"[:200])
+    parsed = replace(parsed, body_text=f"[mailintake: this mail could not be processed ({reason}); this report was made from its headers and the start of its raw text, and the whole mail is stored.]\n\n{parsed.body_text}")
+    try:
+        with transaction(sessions) as session:
+            inbound = session.get(InboundMessage, inbound_id)
+            assert inbound is not None
+            if not claimed(session, inbound_id, snapshot, status="processed", processed_at=now, last_error=reason[:500], next_attempt_at=None):
+                session.rollback()
+                return Outcome(inbound_id, "skipped")
+            report = report_with_origin(session, parsed.origin_key) or new_report_with_mail(session, rules, parsed, inbound, now)
+            inbound.report_id = report.id
+        log.error("inbound %d could not be processed after %d attempt(s) (%s); report %s made from its raw bytes", inbound_id, snapshot.attempts, reason, report.tracking_id)
+        return Outcome(inbound_id, "processed", report.tracking_id)
+    except (OperationalError, InterfaceError):
+        raise
+    except Exception as error:
+        return record_unprocessable(sessions, rules, inbound_id, snapshot, f"{reason}; no report could be made from its raw bytes either ({type(error).__name__})", now)
+
+
+def record_unprocessable(sessions: sessionmaker[Session], rules: ProcessingRules, inbound_id: int, snapshot: Snapshot, reason: str, now: datetime) -> Outcome:
+    with transaction(sessions) as session:
+        if not claimed(session, inbound_id, snapshot, status="failed", last_error=reason[:500], next_attempt_at=None):
+            session.rollback()
+            return Outcome(inbound_id, "skipped")
+        rules.mailer.unprocessable_mail(session, inbound_id, reason, now)
+    log.error("inbound %d is stored but could not become a report: %s", inbound_id, reason)
     return Outcome(inbound_id, "failed")
 
 

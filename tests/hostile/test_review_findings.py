@@ -5,13 +5,23 @@ from __future__ import annotations
 
 import socket
 import time
+from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.utils import make_msgid
 
+import dkim
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.integration.helpers import wait_until_processed
+from mailintake.db import transaction
+from mailintake.intake import Delivery, store_delivery
+from mailintake.models import OutboxMessage, Reporter
+from mailintake.processing import process_inbound
+from tests.dkim_keys import PRIVATE_KEY
+from tests.integration.helpers import example_rules, inbound_rows, reports, wait_until_processed
+from tests.integration.relay import Relay
+from tests.integration.test_processing import DirectParser
 from tests.integration.test_conversation import (
     BOB,
     LEADS,
@@ -144,3 +154,165 @@ def smtp_session(port: int, sender: str, recipient: str, raw: bytes) -> None:
         connection.sendall(body.replace(b"\r\n.", b"\r\n..") + b".\r\n")
         expect(b"250")
         connection.sendall(b"QUIT\r\n")
+
+
+ENCODED_CRLF_NAMES = (
+    b"From: =?utf-8?q?Eve=0D=0Ax?= <eve@example.org>\r\n"
+    b"To: =?utf-8?q?Security=0D=0ABcc=3A_v=40x?= <security@example.com>\r\n"
+    b"Cc: =?utf-8?b?TmFtZQ0KQmNjOiB2QHg=?= <cc@example.org>\r\n"
+    b"Subject: Stored XSS in the admin panel\r\n"
+    b"Message-ID: <crlf-name@example.org>\r\n"
+    b"\r\n"
+    b"The comment field stores <script> unescaped.\r\n"
+)
+
+
+def test_finding_3_an_encoded_crlf_in_a_display_name_still_makes_a_report(conversation, sessions: sessionmaker[Session]) -> None:
+    daemon, relay = conversation()
+    try:
+        deliver(daemon.port, ENCODED_CRLF_NAMES, "security@example.com", "eve@example.org")
+        wait_until_processed(sessions, 1)
+        relay.wait_for(2)
+        [notification] = relay.to(TEAM)
+        [ack] = relay.to("eve@example.org")
+        assert "Stored XSS in the admin panel" in notification.message["Subject"]
+        assert ack.rcpt_tos == ["eve@example.org"] and "v@x" not in str(ack.message) and ack.message["Bcc"] is None
+    finally:
+        relay.stop()
+    with transaction(sessions) as session:
+        [reporter] = session.scalars(select(Reporter)).all()
+        assert (reporter.address, reporter.display_name) == ("eve@example.org", "Eve x")
+
+
+def test_finding_3_a_mail_no_parse_can_read_becomes_a_report_from_its_raw_bytes(daemon_factory, sessions: sessionmaker[Session]) -> None:
+    """The parser times out on every attempt (a limit no mail can meet): once the attempts
+    are spent, the report is made from the headers and the raw text, and staff see it."""
+    daemon = daemon_factory(intake={"parse_timeout": 0.001, "max_parse_attempts": 2, "retry_interval": 0.1}, staff={"notify": [TEAM], "alerts": [LEADS]})
+    relay = Relay(daemon.relay_port).start()
+    try:
+        deliver(daemon.port, ENCODED_CRLF_NAMES, "security@example.com", "eve@example.org")
+        relay.wait_for(2)
+        [notification] = relay.to(TEAM)
+        text = plain(notification)
+        assert "could not be processed (parse timed out after 0.001 s)" in text
+        assert "The comment field stores <script> unescaped." in text
+        assert [item.rcpt_tos for item in relay.to("eve@example.org")] == [["eve@example.org"]]
+    finally:
+        relay.stop()
+    [row] = inbound_rows(sessions)
+    assert (row.status, row.attempts, row.last_error) == ("processed", 2, "parse timed out after 0.001 s")
+    [report] = all_reports(sessions)
+    assert report.subject == "Stored XSS in the admin panel"
+    assert "ReportFromRawBytesOnly" in report.messages[0].parse_defects
+
+
+class CrashingParser:
+    """Stands in for a parse that takes the whole daemon down (the kernel's OOM killer, a
+    segfault in a C extension): the exception escapes everything, as a dying process would."""
+
+    def parse(self, raw: bytes):
+        raise SystemExit("killed while parsing")
+
+
+def test_finding_2_a_mail_that_kills_the_daemon_is_not_taken_up_forever(sessions: sessionmaker[Session]) -> None:
+    rules = example_rules()
+    moment = datetime(2026, 11, 23, 10, 0, tzinfo=timezone.utc)
+    inbound_id = store_delivery(sessions, Delivery(moment, "smtp", "127.0.0.1", "client", "r@example.org", ("security@example.com",), ENCODED_CRLF_NAMES))
+    for restart in range(rules.max_attempts):
+        with pytest.raises(SystemExit):
+            process_inbound(sessions, CrashingParser(), rules, inbound_id, lambda: moment)
+        assert inbound_rows(sessions)[0].attempts == restart + 1
+    outcome = process_inbound(sessions, CrashingParser(), rules, inbound_id, lambda: moment)
+    assert outcome.status == "processed" and outcome.tracking_id is not None
+    [report] = reports(sessions)
+    assert report.subject == "Stored XSS in the admin panel"
+
+
+def test_a_staff_reply_whose_signature_does_not_cover_message_id_cannot_command(conversation, sessions: sessionmaker[Session]) -> None:
+    """Replayed under a new Message-ID it would verify again and act again."""
+    daemon, relay = conversation()
+    try:
+        report, ack, notification = new_report(daemon, relay, sessions)
+        staff_side = side_address(report.id, "staff")
+        raw = mail(BOB, staff_side, "Re: x", "#status rejected\n\nNot a vulnerability.\n")
+        unsigned_id = dkim.sign(raw, b"sel", b"example.com", PRIVATE_KEY, include_headers=[b"from", b"to", b"subject", b"date"]) + raw
+        deliver(daemon.port, unsigned_id, staff_side, BOB)
+        replayed = unsigned_id.replace(b"Message-ID: <", b"Message-ID: <replayed-")
+        deliver(daemon.port, replayed, staff_side, "attacker@evil.test")
+        wait_until_processed(sessions, 3)
+        relay.wait_for(4)
+        time.sleep(1)
+        assert to_reporter(relay, ack) == []
+        errors = [plain(item) for item in relay.to(BOB)]
+        assert len(errors) == 2 and all("does not cover its Message-ID" in text for text in errors)
+        assert report_named(sessions, report.tracking_id).status == "new"
+        deliver(daemon.port, signed(mail(BOB, staff_side, "Re: x", "#status rejected\n\nNot a vulnerability.\n")), staff_side, BOB)
+        relay.wait_for(5)
+        assert len(to_reporter(relay, ack)) == 1
+    finally:
+        relay.stop()
+    assert report_named(sessions, report.tracking_id).status == "rejected"
+
+
+SLOW_TO_PARSE = b"From: slow@example.org\r\nSubject: slow\r\nContent-Type: text/plain;" + b"\r\n " .join([b""] + [b";" * 800] * 500) + b"\r\n\r\nbody\r\n"
+
+
+def test_finding_2_one_slow_mail_does_not_hold_up_the_others(daemon_factory, sessions: sessionmaker[Session]) -> None:
+    """A mail that takes its parser the whole parse_timeout (quadratic ';' stuffing) while a
+    normal report arrives: the normal one becomes a report long before the slow one ends."""
+    daemon = daemon_factory(intake={"parse_timeout": 8, "max_parse_attempts": 1, "max_message_size": 2_000_000})
+    deliver(daemon.port, SLOW_TO_PARSE, "security@example.com", "slow@example.org")
+    time.sleep(0.5)
+    sent = time.monotonic()
+    deliver(daemon.port, mail(RESEARCHER, "security@example.com", "Normal report", "Reflected XSS.\n"), "security@example.com", RESEARCHER)
+    while not any(report.subject == "Normal report" for report in all_reports(sessions)):
+        assert time.monotonic() - sent < 5, "the normal report waited for the slow one"
+        time.sleep(0.1)
+    assert [row.status for row in inbound_rows(sessions)][0] == "received"
+    wait_until_processed(sessions, 2, timeout=30)
+    assert sorted(report.subject for report in all_reports(sessions)) == ["Normal report", "slow"]
+
+
+REFUSE_REPORTS = {
+    "sqlite": ["CREATE TRIGGER refuse_reports BEFORE INSERT ON reports BEGIN SELECT RAISE(ABORT, 'refused'); END"],
+    "postgresql": [
+        "CREATE FUNCTION refuse_reports() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION USING ERRCODE = 'check_violation', MESSAGE = 'refused'; END $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER refuse_reports BEFORE INSERT ON reports FOR EACH ROW EXECUTE FUNCTION refuse_reports()",
+    ],
+}
+
+
+def test_finding_3_a_mail_that_cannot_become_a_report_at_all_alerts_staff_once(engine, sessions: sessionmaker[Session]) -> None:
+    """The database refuses every report (here: a trigger): after the attempts, and after
+    the raw-bytes report is refused too, the delivery stays failed and staff are told once."""
+    with engine.begin() as connection:
+        for statement in REFUSE_REPORTS[engine.dialect.name]:
+            connection.exec_driver_sql(statement)
+    rules = example_rules()
+    moment = datetime(2026, 11, 23, 10, 0, tzinfo=timezone.utc)
+    inbound_id = store_delivery(sessions, Delivery(moment, "smtp", "127.0.0.1", "client", "r@example.org", ("security@example.com",), ENCODED_CRLF_NAMES))
+    statuses = [process_inbound(sessions, DirectParser(), rules, inbound_id, lambda: moment, manual=True).status for _ in range(rules.max_attempts + 2)]
+    assert statuses == ["failed"] * (rules.max_attempts + 2)
+    [row] = inbound_rows(sessions)
+    assert row.next_attempt_at is None and "no report could be made from its raw bytes either" in (row.last_error or "")
+    with transaction(sessions) as session:
+        alerts = session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "unprocessable_mail")).all()
+        assert [(alert.key, alert.recipients) for alert in alerts] == [(f"unprocessable:{inbound_id}", ["security-leads@example.com"])]
+
+
+def test_no_acknowledgement_when_our_mx_says_the_envelope_sender_is_forged(conversation, sessions: sessionmaker[Session]) -> None:
+    """Backscatter: an acknowledgement to a forged MAIL FROM goes to an innocent party."""
+    daemon, relay = conversation(trusted_authserv_id="mx.example.com")
+    try:
+        forged = b"Authentication-Results: mx.example.com; spf=fail smtp.mailfrom=victim@example.org\r\n"
+        deliver(daemon.port, forged + mail("victim@example.org", "security@example.com", "Forged", "x\n"), "security@example.com", "victim@example.org")
+        honest = b"Authentication-Results: mx.example.com; spf=pass smtp.mailfrom=researcher@example.org\r\n"
+        deliver(daemon.port, honest + mail(RESEARCHER, "security@example.com", "Honest", "y\n"), "security@example.com", RESEARCHER)
+        wait_until_processed(sessions, 2)
+        relay.wait_for(3)
+        time.sleep(1)
+        assert relay.to("victim@example.org") == [] and len(relay.to(RESEARCHER)) == 1
+        assert len(relay.to(TEAM)) == 2
+    finally:
+        relay.stop()
+    assert [report.automated for report in all_reports(sessions)] == ["envelope sender forged according to our MX (spf=fail)", None]

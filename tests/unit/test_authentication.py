@@ -126,8 +126,19 @@ def test_an_ambiguous_from_passed_as_empty_is_not_a_member() -> None:
 def test_valid_aligned_signature_authenticates() -> None:
     dns = DictDns()
     result = verdict(signed(MESSAGE), dns=dns)
-    assert result == StaffVerdict(member=True, authenticated=True, method="dkim", reason="valid DKIM signature aligned with the From domain")
+    assert result == StaffVerdict(member=True, authenticated=True, method="dkim", reason="valid DKIM signature aligned with the From domain", signs_message_id=True)
     assert dns.asked == [b"sel._domainkey.example.com."]
+
+
+def test_a_signature_that_does_not_cover_message_id_authenticates_but_says_so() -> None:
+    """Such a mail can be replayed under a new Message-ID; the conversation refuses its commands."""
+    unsigned_id = signed(MESSAGE, include_headers=[b"from", b"to", b"subject", b"date"])
+    result = verdict(unsigned_id)
+    assert result.authenticated and not result.signs_message_id
+    passed = b"Authentication-Results: mx.example.com; dkim=pass header.d=example.com\r\n"
+    assert verdict(passed + signed(MESSAGE), policy=AR_POLICY).signs_message_id
+    assert not verdict(passed + unsigned_id, policy=AR_POLICY).signs_message_id
+    assert not verdict(passed + MESSAGE, policy=AR_POLICY).signs_message_id
 
 
 def test_signature_of_another_domain_does_not_authenticate_and_is_not_even_looked_up() -> None:

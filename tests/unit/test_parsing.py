@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mailintake.parsing import normalized_line_endings, origin_key, parse_message, safe_filename
+from mailintake.parsing import ParseLimits, normalized_line_endings, origin_key, parse_message, safe_filename
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "mail"
 EXPECTED = tomllib.loads((FIXTURES / "expected.toml").read_text(encoding="utf-8"))
@@ -145,6 +145,49 @@ def test_message_ids_with_control_characters_are_not_message_ids() -> None:
 
 def test_a_date_beyond_the_calendar_is_no_date() -> None:
     assert parse_message(b"From: a@example.org\r\nDate: Fri, 31 Dec 9999 23:59:59 -0100\r\n\r\nbody\r\n").date is None
+
+
+def test_a_mail_with_more_parts_than_the_limit_keeps_the_first_and_says_how_many_went() -> None:
+    parts = b"".join(b"--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=p%d.bin\r\n\r\npart\r\n" % number for number in range(30_000))
+    raw = b"From: a@example.org\r\nSubject: many\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n" + parts + b"--b--\r\n"
+    parsed = parse_message(raw, ParseLimits(max_parts=1000))
+    assert [item.filename for item in parsed.attachments] == [f"p{number}.bin" for number in range(1000)]
+    assert "TooManyParts:29000 of 30000 parts left out" in parsed.defects
+    assert parse_message(raw, ParseLimits(max_parts=10)).attachments[-1].filename == "p9.bin"
+
+
+def test_a_forwarded_mail_nested_in_itself_cannot_multiply_the_decoded_size() -> None:
+    inner = b"Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=big.bin\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b"QUFBQUFB\r\n" * 20_000
+    for level in range(20):
+        inner = b"Content-Type: message/rfc822\r\nContent-Disposition: attachment; filename=f%d.eml\r\n\r\nFrom: f@example.org\r\nContent-Type: multipart/mixed; boundary=l%d\r\n\r\n--l%d\r\n" % (level, level, level) + inner + b"\r\n--l%d--\r\n" % level
+    raw = b"From: a@example.org\r\nSubject: nested\r\nContent-Type: multipart/mixed; boundary=top\r\n\r\n--top\r\n" + inner + b"\r\n--top--\r\n"
+    parsed = parse_message(raw)
+    assert parsed.attachments[0].filename == "f19.eml"
+    assert sum(item.size for item in parsed.attachments) <= 2 * len(raw) + 1_000_000
+    assert any(defect.startswith("DecodedSizeLimit:") for defect in parsed.defects)
+
+
+def own_text_of(raw: bytes) -> str:
+    return parse_message(raw).own_text.strip()
+
+
+def test_the_authors_own_text_is_the_first_text_part_never_a_forwarded_mail() -> None:
+    forward = b"Content-Type: message/rfc822\r\n\r\nFrom: p@vendor.example\r\nSubject: x\r\n\r\n#status rejected\r\n"
+    with_text = b"From: b@example.com\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nmine\r\n--b\r\n" + forward + b"--b--\r\n"
+    assert own_text_of(with_text) == "mine"
+    forward_only = b"From: b@example.com\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n" + forward + b"--b--\r\n"
+    assert own_text_of(forward_only) == "" and "#status rejected" in parse_message(forward_only).body_text
+    empty_first = b"From: b@example.com\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n#status rejected\r\n--b--\r\n"
+    assert own_text_of(empty_first) == ""
+    attached_text = b"From: b@example.com\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; filename=a.txt\r\n\r\n#status rejected\r\n--b--\r\n"
+    assert own_text_of(attached_text) == ""
+
+
+def test_the_authors_own_text_of_an_alternative_is_its_plain_part_else_its_html() -> None:
+    both = b"From: b@example.com\r\nContent-Type: multipart/alternative; boundary=a\r\n\r\n--a\r\nContent-Type: text/html\r\n\r\n<p>html</p>\r\n--a\r\nContent-Type: text/plain\r\n\r\nplain\r\n--a--\r\n"
+    assert own_text_of(both) == "plain"
+    html_only = b"From: b@example.com\r\nContent-Type: text/html\r\n\r\n<p>#status triaged</p><p>Thanks</p>\r\n"
+    assert own_text_of(html_only).splitlines()[0] == "#status triaged"
 
 
 def test_nesting_too_deep_for_mail_parser_still_yields_a_report_from_the_headers() -> None:
