@@ -6,6 +6,7 @@ wrong; callers print it and exit with status 2.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -21,6 +22,7 @@ from mailintake.addresses import AddressError, normalized_addr_spec
 from mailintake.authentication import StaffPolicy, dns_server_address, policy_problem
 from mailintake.calendar import BusinessCalendar, CalendarError, Closure, RecurringClosure, parse_hours, parse_workdays
 from mailintake.durations import DurationError
+from mailintake.parsing import ParseLimits
 from mailintake.sla import Policy, PolicyError, policy_from_mapping
 from mailintake.tokens import checked_base, key_from_text
 
@@ -48,6 +50,11 @@ class IntakeConfig:
     max_parse_attempts: int = 5
     retry_interval: float = 60.0
     store_timeout: float = 30.0
+    max_parts: int = 1000
+    parse_workers: int = 2
+
+    def parse_limits(self) -> ParseLimits:
+        return ParseLimits(max_parts=self.max_parts)
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,17 @@ class ListenerConfig:
     protocol: str = "smtp"
     hostname: str = "mailintake.localhost"
     shutdown_grace: float = 30.0
+    max_connections: int = 100
+    max_connections_per_ip: int = 20
+    idle_timeout: float = 300.0
+    data_timeout: float = 300.0
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    require_starttls: bool = False
+
+    @property
+    def on_loopback(self) -> bool:
+        return host_is_loopback(self.host)
 
 
 @dataclass(frozen=True)
@@ -91,6 +109,7 @@ class StaffConfig:
     dns_server: str = ""
     signature_markers: tuple[str, ...] = ("-- ",)
     anonymous_alias: bool = True
+    max_attachment_bytes: int = 10_000_000
 
     def policy(self) -> StaffPolicy:
         return StaffPolicy(
@@ -204,7 +223,7 @@ def load_config(path: Path, environ: dict[str, str] | None = None) -> Config:
     where = str(path)
     reject_unknown_sections(document, where)
     intake = intake_from(section(document, "intake", where), where)
-    listener = listener_from(section(document, "listener", where), where)
+    listener = listener_from(section(document, "listener", where), where, path)
     database = database_from(section(document, "database", where), where, path, environ)
     logging_config = logging_from(section(document, "logging", where), where)
     calendar = calendar_from(section(document, "calendar", where), where)
@@ -266,6 +285,7 @@ def staff_from(table: dict[str, Any], where: str, intake: IntakeConfig) -> Staff
         dns_server=string_or_empty(table, "dns_server", "[staff]", where).strip(),
         signature_markers=string_list(table, "signature_markers", defaults.signature_markers, "[staff]", where),
         anonymous_alias=flag(table, "anonymous_alias", defaults.anonymous_alias, "[staff]", where),
+        max_attachment_bytes=attachment_bytes(table.get("max_attachment_bytes", defaults.max_attachment_bytes), where),
     )
     problem = policy_problem(staff.policy())
     if staff.dns_server:
@@ -278,6 +298,23 @@ def staff_from(table: dict[str, Any], where: str, intake: IntakeConfig) -> Staff
     if ours & set(staff.members):
         raise ConfigError(f"{where}: [staff] members must not contain an address of [intake]")
     return staff
+
+
+def attachment_bytes(value: Any, where: str) -> int:
+    """[staff] max_attachment_bytes: bytes or "10MB"; 0 means attachments are listed, never attached."""
+    key = "[staff] max_attachment_bytes"
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    elif isinstance(value, str):
+        try:
+            size = humanfriendly.parse_size(value)
+        except humanfriendly.InvalidSize:
+            raise ConfigError(f"{where}: {key}: {value!r} is not a size (use bytes, \"10MB\" or \"10MiB\")") from None
+    else:
+        raise ConfigError(f"{where}: {key} must be bytes or a string such as \"10MB\", got {value!r}")
+    if not 0 <= size <= MAX_MESSAGE_SIZE:
+        raise ConfigError(f"{where}: {key} must be from 0 to {MAX_MESSAGE_SIZE // 1_000_000}MB, got {size}")
+    return size
 
 
 def member_entry(value: str, where: str) -> str:
@@ -392,10 +429,12 @@ def intake_from(table: dict[str, Any], where: str) -> IntakeConfig:
         max_parse_attempts=int(positive_number(table, "max_parse_attempts", defaults.max_parse_attempts, "[intake]", where, integer=True, maximum=100)),
         retry_interval=positive_number(table, "retry_interval", defaults.retry_interval, "[intake]", where, maximum=86_400),
         store_timeout=positive_number(table, "store_timeout", defaults.store_timeout, "[intake]", where, maximum=600),
+        max_parts=int(positive_number(table, "max_parts", defaults.max_parts, "[intake]", where, integer=True, maximum=100_000)),
+        parse_workers=int(positive_number(table, "parse_workers", defaults.parse_workers, "[intake]", where, integer=True, maximum=64)),
     )
 
 
-def listener_from(table: dict[str, Any], where: str) -> ListenerConfig:
+def listener_from(table: dict[str, Any], where: str, path: Path) -> ListenerConfig:
     defaults = ListenerConfig()
     host = text(table, "host", defaults.host, "[listener]", where)
     port = table.get("port", defaults.port)
@@ -406,7 +445,45 @@ def listener_from(table: dict[str, Any], where: str) -> ListenerConfig:
         raise ConfigError(f"{where}: [listener] protocol must be \"smtp\" or \"lmtp\", got {protocol!r}")
     hostname = text(table, "hostname", defaults.hostname, "[listener]", where)
     grace = positive_number(table, "shutdown_grace", defaults.shutdown_grace, "[listener]", where, maximum=3600)
-    return ListenerConfig(host=host, port=port, protocol=protocol, hostname=hostname, shutdown_grace=grace)
+    tls_cert, tls_key = (listener_file(table, key, where, path) for key in ("tls_cert", "tls_key"))
+    if (tls_cert is None) != (tls_key is None):
+        raise ConfigError(f"{where}: [listener] tls_cert and tls_key go together: set both or neither")
+    require_starttls = flag(table, "require_starttls", tls_cert is not None and not host_is_loopback(host), "[listener]", where)
+    if require_starttls and tls_cert is None:
+        raise ConfigError(f"{where}: [listener] require_starttls needs tls_cert and tls_key")
+    return ListenerConfig(
+        host=host,
+        port=port,
+        protocol=protocol,
+        hostname=hostname,
+        shutdown_grace=grace,
+        max_connections=int(positive_number(table, "max_connections", defaults.max_connections, "[listener]", where, maximum=10_000, integer=True)),
+        max_connections_per_ip=int(positive_number(table, "max_connections_per_ip", defaults.max_connections_per_ip, "[listener]", where, maximum=10_000, integer=True)),
+        idle_timeout=positive_number(table, "idle_timeout", defaults.idle_timeout, "[listener]", where, maximum=3600),
+        data_timeout=positive_number(table, "data_timeout", defaults.data_timeout, "[listener]", where, maximum=3600),
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        require_starttls=require_starttls,
+    )
+
+
+def listener_file(table: dict[str, Any], key: str, where: str, path: Path) -> Path | None:
+    """A TLS file, relative to the config file; it is read when `serve` starts, as the daemon's user."""
+    name = optional_text(table, key, "[listener]", where)
+    return (path.parent / name).resolve() if name else None
+
+
+def host_is_loopback(host: str) -> bool:
+    """Only a loopback address or `localhost`; any other name may be reachable from outside."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
 
 
 def database_from(table: dict[str, Any], where: str, path: Path, environ: dict[str, str]) -> DatabaseConfig:

@@ -17,9 +17,9 @@ from mailintake.config import Config
 from mailintake.db import create_database_engine, database_is_current, session_factory
 from mailintake.delivery import deliver_due
 from mailintake.intake import GroupCommitStore
-from mailintake.listener import AcceptedRecipients, IntakeHandler, protocol_factory
+from mailintake.listener import AcceptedRecipients, IntakeHandler, protocol_factory, session_rules
 from mailintake.mailer import Mailer
-from mailintake.parser_pool import ParserPool, parser_memory_limit
+from mailintake.parser_pool import ParserPool, parser_pool_for
 from mailintake.processing import ProcessingRules, process_due
 from mailintake.scheduler import start_scheduler
 from mailintake.templates import REQUIRED, Templates
@@ -71,11 +71,11 @@ class Worker:
                 pass
 
 
-def inbound_worker(sessions: sessionmaker[Session], parser: ParserPool, rules: ProcessingRules, clock: Clock, on_progress: Callable[[], None]) -> Worker:
+def inbound_worker(sessions: sessionmaker[Session], parsers: list[ParserPool], rules: ProcessingRules, clock: Clock, on_progress: Callable[[], None]) -> Worker:
     """Turns stored deliveries into reports: woken after each commit, sweeps for retries."""
 
     async def process(worker: Worker) -> bool:
-        outcomes = await asyncio.to_thread(process_due, sessions, parser, rules, clock, lambda: worker.stopping)
+        outcomes = await asyncio.to_thread(process_due, sessions, parsers, rules, clock, lambda: worker.stopping)
         progressed = any(outcome.status in PROGRESS for outcome in outcomes)
         if progressed:
             on_progress()
@@ -94,6 +94,7 @@ def outbox_worker(sessions: sessionmaker[Session], config: Config, mailer: Maile
 
 
 async def serve(config: Config, clock: Clock = utc_now) -> None:
+    listener_rules = session_rules(config.listener, config.intake.max_message_size)
     engine = create_database_engine(config.database.url)
     if not await asyncio.to_thread(database_is_current, engine):
         raise SchemaNotCurrent("the database schema is not current: run `mailintake db upgrade` first")
@@ -102,15 +103,15 @@ async def serve(config: Config, clock: Clock = utc_now) -> None:
     if "allowlist" in config.staff.authentication:
         log.warning("[staff] authentication = \"allowlist\": anyone who writes a staff member's address in From: acts as staff; for development only")
     mailer = Mailer(config, checked_templates(config), reply_key)
-    parser = ParserPool(config.intake.parse_timeout, parser_memory_limit(config.intake.max_message_size))
+    parsers = [parser_pool_for(config.intake) for _ in range(config.intake.parse_workers)]
     outbox = outbox_worker(sessions, config, mailer, clock)
-    worker = inbound_worker(sessions, parser, ProcessingRules.from_config(config, mailer), clock, outbox.wake)
+    worker = inbound_worker(sessions, parsers, ProcessingRules.from_config(config, mailer), clock, outbox.wake)
 
     recipients = AcceptedRecipients(config.intake.addresses, config.intake.reply_address, reply_key)
-    handler = IntakeHandler(recipients, GroupCommitStore(sessions), worker.wake, clock, config.listener.protocol, config.intake.store_timeout)
+    handler = IntakeHandler(recipients, GroupCommitStore(sessions), worker.wake, clock, config.listener.protocol, config.intake.store_timeout, config.listener.require_starttls)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        protocol_factory(handler, config.listener.protocol, config.listener.hostname, config.intake.max_message_size),
+        protocol_factory(handler, config.listener.protocol, listener_rules),
         host=config.listener.host,
         port=config.listener.port,
     )
@@ -121,6 +122,8 @@ async def serve(config: Config, clock: Clock = utc_now) -> None:
     outbox_task = asyncio.create_task(outbox.run())
     scheduler = start_scheduler(sessions, config, mailer, clock, outbox.wake)
     log.info("listening on %s:%d (%s)", config.listener.host, config.listener.port, config.listener.protocol)
+    if not config.listener.on_loopback and not config.listener.require_starttls:
+        log.warning("[listener] host %s is not a loopback address and STARTTLS is not required: mail can cross the network unencrypted (set tls_cert and tls_key, and leave require_starttls on)", config.listener.host)
     try:
         await stopping.wait()
     finally:
@@ -138,7 +141,8 @@ async def serve(config: Config, clock: Clock = utc_now) -> None:
             finished = False
         if not finished:
             exit_now_after_hung_storage(grace)
-        await asyncio.to_thread(parser.close)
+        for parser in parsers:
+            await asyncio.to_thread(parser.close)
         engine.dispose()
         log.info("stopped")
 

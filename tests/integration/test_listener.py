@@ -3,21 +3,35 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import gc
 import hashlib
 import re
 import smtplib
 import socket
+import ssl
+import struct
+import subprocess
+import termios
+import tracemalloc
+from pathlib import Path
 
 import aiosmtplib
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailintake.clock import utc_now
+from mailintake.config import ConfigError, host_is_loopback, load_config
 from mailintake.db import transaction
+from mailintake.intake import GroupCommitStore
+from mailintake.listener import AcceptedRecipients, ConnectionLimits, IntakeHandler, SessionRules, protocol_factory
 from mailintake.models import Reporter
-from mailintake.tokens import key_from_text, reply_address
-from tests.daemon import TEST_TOKEN_KEY
+from mailintake.tokens import key_from_text
+from tests.daemon import TEST_TOKEN_KEY, write_config
 from tests.integration.helpers import inbound_rows, report_mail, reports, wait_until_processed
+from tests.integration.test_outbound import run_cli
+from tests.tls_certs import self_signed_certificate
 
 pytestmark = pytest.mark.slow
 
@@ -61,49 +75,6 @@ def test_unknown_recipients_are_refused_with_550_5_1_1(daemon_factory, sessions:
     assert inbound_rows(sessions) == []
 
 
-def test_oversized_mail_is_refused_with_552_5_3_4_both_by_size_and_by_content(daemon_factory, sessions: sessionmaker[Session]) -> None:
-    daemon = daemon_factory(intake={"max_message_size": 50_000})
-    with smtplib.SMTP("127.0.0.1", daemon.port, timeout=30) as client:
-        client.ehlo("client.example.org")
-        assert "size" in client.esmtp_features and client.esmtp_features["size"] == "50000"
-        code, reply = client.mail("researcher@example.org", options=["SIZE=60000"])
-        assert (code, reply[:5]) == (552, b"5.3.4")
-        client.rset()
-        client.mail("researcher@example.org")
-        client.rcpt("security@example.com")
-        code, reply = client.data(b"Subject: big\r\n\r\n" + (b"y" * 900 + b"\r\n") * 80)
-        assert (code, reply) == (552, b"5.3.4 Message too big for this system")
-    assert inbound_rows(sessions) == []
-
-
-def test_storage_failure_answers_451_4_3_0_and_the_retry_is_stored(daemon_factory, engine: Engine, sessions: sessionmaker[Session]) -> None:
-    daemon = daemon_factory()
-    raw = report_mail()
-    with engine.begin() as connection:
-        connection.execute(text("ALTER TABLE inbound_messages RENAME TO inbound_messages_away"))
-    code, reply = send(daemon.port, raw)
-    assert (code, reply) == (451, b"4.3.0 Storage temporarily unavailable, try again later")
-    with engine.begin() as connection:
-        connection.execute(text("ALTER TABLE inbound_messages_away RENAME TO inbound_messages"))
-    assert inbound_rows(sessions) == []
-    code, _ = send(daemon.port, raw)
-    assert code == 250
-    assert [row.raw for row in inbound_rows(sessions)] == [raw]
-    assert b"researcher@example.org" not in daemon.log().encode()
-
-
-def test_same_message_id_twice_is_one_report_and_a_recorded_duplicate(daemon_factory, sessions: sessionmaker[Session]) -> None:
-    daemon = daemon_factory()
-    raw = report_mail(message_id="<same@example.org>")
-    assert send(daemon.port, raw)[0] == 250
-    assert send(daemon.port, b"Received: from relay2.example.net by mx.example.com; Mon, 23 Nov 2026 10:00:05 +0100\r\n" + raw)[0] == 250
-    wait_until_processed(sessions, 2)
-    [report] = reports(sessions)
-    rows = inbound_rows(sessions)
-    assert [row.status for row in rows] == ["processed", "duplicate"]
-    assert {row.report_id for row in rows} == {report.id}
-
-
 def test_one_message_to_two_of_our_addresses_is_one_report_in_one_envelope_or_two(daemon_factory, sessions: sessionmaker[Session]) -> None:
     daemon = daemon_factory()
     assert send(daemon.port, report_mail(message_id="<both@example.org>"), recipients=("security@example.com", "psirt@example.com"))[0] == 250
@@ -111,9 +82,11 @@ def test_one_message_to_two_of_our_addresses_is_one_report_in_one_envelope_or_tw
     assert send(daemon.port, b"Delivered-To: security@example.com\r\n" + no_id, recipients=("security@example.com",))[0] == 250
     assert send(daemon.port, b"Delivered-To: psirt@example.com\r\n" + no_id, recipients=("psirt@example.com",))[0] == 250
     wait_until_processed(sessions, 3)
-    assert [report.subject for report in reports(sessions)] == ["XSS in login form", "No message id"]
-    assert [row.status for row in inbound_rows(sessions)] == ["processed", "processed", "duplicate"]
-    assert inbound_rows(sessions)[0].envelope_to == ["security@example.com", "psirt@example.com"]
+    assert sorted(report.subject for report in reports(sessions)) == ["No message id", "XSS in login form"]
+    first, *copies = inbound_rows(sessions)
+    assert first.status == "processed" and first.envelope_to == ["security@example.com", "psirt@example.com"]
+    # Two parse workers take the two copies at once: whichever is recorded first is the report.
+    assert sorted(row.status for row in copies) == ["duplicate", "processed"] and copies[0].report_id == copies[1].report_id
 
 
 def test_different_mails_without_message_id_are_different_reports(daemon_factory, sessions: sessionmaker[Session]) -> None:
@@ -207,7 +180,7 @@ def test_lmtp_answers_only_for_accepted_recipients(daemon_factory, sessions: ses
 
 
 def test_hostile_envelope_text_is_stored_cleaned_and_costs_no_other_sender_a_451(daemon_factory, sessions: sessionmaker[Session]) -> None:
-    daemon = daemon_factory()
+    daemon = daemon_factory(listener={"max_connections_per_ip": 31})
     mails = [report_mail(message_id=f"<batch-{index}@example.org>", body=f"report {index}") for index in range(30)]
 
     async def good(index: int) -> str:
@@ -258,17 +231,141 @@ def test_more_than_100_recipients_get_452_4_5_3(daemon_factory) -> None:
     assert codes[:100] == [250] * 100 and codes[100] == 452
 
 
-def test_signed_reply_addresses_are_accepted_and_forged_ones_refused_with_550(daemon_factory, sessions: sessionmaker[Session]) -> None:
-    daemon = daemon_factory()
-    key = key_from_text(TEST_TOKEN_KEY)
-    valid = reply_address("security@example.com", 42, "reporter", key)
-    local, _, domain = valid.partition("@")
-    tampered = local[:-1] + ("a" if local[-1] != "a" else "b") + "@" + domain
-    other_key = reply_address("security@example.com", 42, "reporter", key_from_text("another-key-that-is-long-enough-0123456789"))
+def test_a_transfer_whose_sender_leaves_mid_data_frees_its_buffer_at_once(sessions: sessionmaker[Session]) -> None:
+    """The read cancelled by the disconnect stays referenced from its task's traceback until
+    the cycle collector runs (here: never), so the session must drop the buffer itself."""
+    transfer = 2_000_000
+
+    async def traced_bytes_after_a_sender_leaves() -> tuple[int, int]:
+        rules = SessionRules("mailintake.localhost", 10_000_000, idle_timeout=30, data_timeout=30, connections=ConnectionLimits(10, 10))
+        recipients = AcceptedRecipients(("security@example.com",), "security@example.com", key_from_text(TEST_TOKEN_KEY))
+        handler = IntakeHandler(recipients, GroupCommitStore(sessions), lambda: None, utc_now, "smtp", 30)
+        server = await asyncio.get_running_loop().create_server(protocol_factory(handler, "smtp", rules), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for line in (b"EHLO client.example.org", b"MAIL FROM:<researcher@example.org>", b"RCPT TO:<security@example.com>", b"DATA"):
+            writer.write(line + b"\r\n")
+            while (await reader.readline())[3:4] == b"-":
+                pass
+        before = tracemalloc.get_traced_memory()[0]
+        writer.write(b"Subject: left\r\n\r\n" + (b"a" * 98 + b"\r\n") * (transfer // 100))
+        client = writer.get_extra_info("socket")
+        for _ in range(200):
+            await asyncio.sleep(0.05)
+            if writer.transport.get_write_buffer_size() == 0 and unacknowledged_bytes(client) == 0:
+                break
+        await asyncio.sleep(0.3)
+        during = tracemalloc.get_traced_memory()[0] - before
+        writer.close()
+        await writer.wait_closed()
+        await asyncio.sleep(0.5)
+        after = tracemalloc.get_traced_memory()[0]
+        server.close()
+        await server.wait_closed()
+        return during, after - before
+
+    gc.disable()
+    tracemalloc.start()
+    try:
+        during, after = asyncio.run(traced_bytes_after_a_sender_leaves())
+    finally:
+        tracemalloc.stop()
+        gc.enable()
+    assert during > transfer * 0.9, "the transfer did not reach the session"
+    assert after < transfer * 0.1, f"{after} bytes still held after the sender left"
+
+
+def unacknowledged_bytes(connection: socket.socket) -> int:
+    return struct.unpack("i", fcntl.ioctl(connection.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+
+
+def tls_settings(directory: Path) -> dict[str, str]:
+    cert, key = self_signed_certificate(directory)
+    return {"tls_cert": str(cert), "tls_key": str(key)}
+
+
+def test_starttls_is_offered_and_a_mail_sent_after_the_upgrade_is_stored(daemon_factory, sessions: sessionmaker[Session], tmp_path: Path) -> None:
+    settings = tls_settings(tmp_path)
+    daemon = daemon_factory(listener=settings)
+    raw = report_mail(message_id="<over-tls@example.org>")
     with smtplib.SMTP("127.0.0.1", daemon.port, timeout=30) as client:
         client.ehlo("client.example.org")
+        assert client.has_extn("starttls")
+        assert client.starttls(context=ssl.create_default_context(cafile=settings["tls_cert"]))[0] == 220
+        client.ehlo("client.example.org")
+        assert not client.has_extn("starttls") and not client.has_extn("auth")
+        assert isinstance(client.sock, ssl.SSLSocket) and client.sock.version() in ("TLSv1.2", "TLSv1.3")
         client.mail("researcher@example.org")
-        assert client.rcpt(valid)[0] == 250
-        assert client.rcpt(valid.upper())[0] == 250
-        for forged in (tampered, other_key, "security+42@example.com", "security+r16@example.com"):
-            assert client.rcpt(forged) == (550, b"5.1.1 Recipient address rejected: no such mailbox here"), forged
+        client.rcpt("security@example.com")
+        assert client.data(raw) == (250, b"2.0.0 Stored, sha256 " + hashlib.sha256(raw).hexdigest()[:16].encode())
+    wait_until_processed(sessions, 1)
+    assert [row.raw for row in inbound_rows(sessions)] == [raw]
+    assert [report.subject for report in reports(sessions)] == ["XSS in login form"]
+
+
+@pytest.mark.parametrize("protocol", ["smtp", "lmtp"])
+def test_require_starttls_refuses_mail_before_the_upgrade_with_530_5_7_0(daemon_factory, sessions: sessionmaker[Session], tmp_path: Path, protocol: str) -> None:
+    settings = tls_settings(tmp_path)
+    daemon = daemon_factory(listener=settings | {"require_starttls": True, "protocol": protocol})
+    client_class = smtplib.LMTP if protocol == "lmtp" else smtplib.SMTP
+    with client_class("127.0.0.1", daemon.port, timeout=30) as client:
+        client.ehlo_or_helo_if_needed()
+        assert client.mail("researcher@example.org") == (530, b"5.7.0 Must issue a STARTTLS command first")
+        assert client.rcpt("security@example.com")[0] == 503
+        client.starttls(context=ssl.create_default_context(cafile=settings["tls_cert"]))
+        assert client.sendmail("researcher@example.org", ["security@example.com"], report_mail()) == {}
+    assert len(inbound_rows(sessions)) == 1
+
+
+def test_serve_with_an_unusable_certificate_or_key_exits_2_with_one_line_naming_the_key(engine: Engine, database_url: str, tmp_path: Path) -> None:
+    cert, key = self_signed_certificate(tmp_path)
+    (tmp_path / "other").mkdir()
+    _, other_key = self_signed_certificate(tmp_path / "other")
+    encrypted = tmp_path / "encrypted-key.pem"
+    subprocess.run(["openssl", "pkey", "-in", str(key), "-aes256", "-passout", "pass:secret", "-out", str(encrypted)], check=True, capture_output=True, timeout=30)
+    cases = {
+        "missing-cert": ({"tls_cert": str(tmp_path / "absent.pem"), "tls_key": str(key)}, "tls_cert", "cannot read"),
+        "key-as-cert": ({"tls_cert": str(key), "tls_key": str(key)}, "tls_cert", "holds no PEM certificate"),
+        "unreadable-key": ({"tls_cert": str(cert), "tls_key": str(tmp_path)}, "tls_key", "cannot read"),
+        "mismatched-key": ({"tls_cert": str(cert), "tls_key": str(other_key)}, "tls_key", "is not a PEM private key matching tls_cert"),
+        "encrypted-key": ({"tls_cert": str(cert), "tls_key": str(encrypted)}, "tls_key", "is encrypted"),
+    }
+    for name, (listener, key_name, problem) in cases.items():
+        config = write_config(tmp_path / f"{name}.toml", database_url, listener=listener)
+        result = run_cli(config, "serve")
+        assert result.returncode == 2, (name, result.stderr)
+        assert result.stderr.startswith(f"mailintake: [listener] {key_name}: ") and problem in result.stderr, (name, result.stderr)
+        assert result.stderr.count("\n") == 1 and result.stdout == "", (name, result.stderr)
+
+
+def test_listener_tls_settings_are_relative_to_the_config_file_and_checked_at_load(tmp_path: Path) -> None:
+    def listener_of(**settings: object):
+        return load_config(write_config(tmp_path / "config.toml", "sqlite:///var/test.db", listener=settings), environ={}).listener
+
+    both = {"tls_cert": "tls/cert.pem", "tls_key": "tls/key.pem"}
+    assert listener_of(**both).tls_cert == tmp_path / "tls" / "cert.pem"
+    assert listener_of(**both).require_starttls is False
+    assert listener_of(**both, host="0.0.0.0").require_starttls is True
+    assert listener_of(**both, host="0.0.0.0", require_starttls=False).require_starttls is False
+    assert listener_of(host="0.0.0.0").require_starttls is False
+    defaults = listener_of()
+    assert (defaults.max_connections, defaults.max_connections_per_ip, defaults.idle_timeout, defaults.data_timeout) == (100, 20, 300, 300)
+    refused = [
+        ({"tls_cert": "cert.pem"}, "[listener] tls_cert and tls_key go together"),
+        ({"require_starttls": True}, "[listener] require_starttls needs tls_cert and tls_key"),
+        ({"max_connections": 0}, "[listener] max_connections must be a positive integer"),
+        ({"max_connections_per_ip": 2.5}, "[listener] max_connections_per_ip must be a positive integer"),
+        ({"idle_timeout": -1}, "[listener] idle_timeout must be a positive number"),
+        ({"data_timeout": "5"}, "[listener] data_timeout must be a positive number"),
+    ]
+    for settings, message in refused:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            listener_of(**settings)
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("127.0.0.1", True), ("127.0.0.2", True), ("::1", True), ("localhost", True), ("::ffff:127.0.0.1", True), ("0.0.0.0", False), ("::", False), ("192.0.2.10", False), ("mx.example.com", False)],
+)
+def test_only_loopback_addresses_count_as_loopback(host: str, loopback: bool) -> None:
+    assert host_is_loopback(host) is loopback
