@@ -117,6 +117,7 @@ class Mailer:
         if auto_replies_since(session, sender, now - timedelta(hours=1)) >= self.config.outbox.auto_replies_per_hour:
             report.automated = AUTO_REPLY_LIMIT
             log.info("report %s: no acknowledgement (%s)", report.tracking_id, AUTO_REPLY_LIMIT)
+            self.auto_reply_limit_reached(session, report, sender, calendar, now)
             return
         acknowledgement = self.reporter_context(report, calendar) | {"reply_address": self.reply_address(report, "reporter")}
         # The acknowledgement itself meets the `auto` milestones: it promises only the others.
@@ -191,6 +192,14 @@ class Mailer:
         recipients, reply = self.without_hidden_reporter(report, recipients, reply)
         failure = {"kind": kind.replace("_", " "), "recipients": recipients, "reply": reply, "attempts": attempts, "tracking_id": report.tracking_id if report else None}
         return self.enqueue_mail(session, f"delivery_failure:{outbox_id}", "delivery_failure", self.config.staff.alerts, {"failure": failure}, now, report=report) is not None
+
+    def auto_reply_limit_reached(self, session: Session, report: Report, sender: str, calendar: BusinessCalendar, now: datetime) -> None:
+        """Once a day per sender: a sender over the hourly limit is often another help desk
+        answering our acknowledgements, a loop only people can end."""
+        day = now.astimezone(calendar.zone).date().isoformat()
+        key = f"auto_reply_limit:{hashlib.sha256(sender.encode('utf-8', 'surrogateescape')).hexdigest()[:32]}:{day}"
+        context = self.report_context(report, calendar) | {"limit": self.config.outbox.auto_replies_per_hour}
+        self.enqueue_mail(session, key, "auto_reply_limit", self.config.staff.alerts, context, now, report=report, in_reply_to=self.notification_id(report))
 
     def unprocessable_mail(self, session: Session, inbound_id: int, reason: str, now: datetime) -> bool:
         """Once per stored delivery that could not become a report at all."""

@@ -42,6 +42,7 @@ REQUIRED = (
     "duplicate",
     "out_of_scope",
     "unprocessable_mail",
+    "auto_reply_limit",
 )
 TEXT_SUFFIX = ".txt.j2"
 HTML_SUFFIX = ".html.j2"
@@ -415,6 +416,7 @@ SAMPLE_CONTEXTS: Mapping[str, Mapping[str, object]] = {
     },
     "command_error": _ABOUT_REPORT | {"errors": ["line 1: unknown command #stauts (did you mean #status?)"], "carried_out": True},
     "flagged_report": _ABOUT_REPORT | {"flag": "unauthenticated staff address", "related": "SEC-2026-0041"},
+    "auto_reply_limit": _ABOUT_REPORT | {"limit": 5},
     "unprocessable_mail": _COMMON | {"inbound": {"id": 42, "reason": "parse timed out after 30 s; no report could be made from its raw bytes either (ValueError)"}},
 }
 _QUIET_CHANGES: Mapping[str, object] = {

@@ -127,6 +127,7 @@ def test_the_mailer_passes_every_template_exactly_the_keys_of_its_sample(tmp_pat
         mailer.command_error(session, report, "alice@example.com", first, ["line 1: unknown command #stauts"], calendar, now)
         mailer.flagged_report(session, report, calendar, now)
         assert mailer.unprocessable_mail(session, 1, "parse timed out after 30 s", now)
+        mailer.auto_reply_limit_reached(session, report, "researcher@example.org", calendar, now)
     assert set(templates.contexts) == set(REQUIRED)
     for name in REQUIRED:
         assert key_differences(SAMPLE_CONTEXTS[name], templates.contexts[name], name) == []

@@ -119,6 +119,7 @@ def build_contexts() -> dict[str, dict[str, object]]:
         },
         "delivery_failure": {**BASE, "failure": FAILURE},
         "unprocessable_mail": {**BASE, "inbound": {"id": 7, "reason": "parse timed out after 30 s"}},
+        "auto_reply_limit": {**BASE, "report": REPORT, "deadlines": DEADLINES, "limit": 5},
     }
 
 
@@ -215,6 +216,7 @@ SAMPLE_MAILS = {
     "command_error": ("[SEC-2026-0042] Your reply was not sent", "its commands were carried out"),
     "flagged_report": ("[SEC-2026-0042] Security alert: unauthenticated staff address", "It pointed at SEC-2026-0041."),
     "unprocessable_mail": ("A stored mail could not become a report (inbound 42)", "`mailintake inbound retry 42` tries again"),
+    "auto_reply_limit": ("[SEC-2026-0042] Automatic replies stopped for one sender: possible mail loop", "sent more than 5 mails to the security address within an"),
 }
 
 
