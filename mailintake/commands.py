@@ -17,8 +17,8 @@ from decimal import Decimal
 
 STATUSES = ("triaged", "accepted", "fixing", "resolved", "rejected", "duplicate", "out-of-scope")
 SEVERITIES = ("low", "medium", "high", "critical")
-FLAGS = ("assessment", "internal", "wait", "resume")
-COMMAND_NAMES = ("status", "severity", "assign", "assessment", "eta", "internal", "credit", "bounty", "wait", "resume")
+FLAGS = ("assessment", "internal", "wait", "resume", "attach")
+COMMAND_NAMES = ("status", "severity", "assign", "assessment", "eta", "internal", "credit", "bounty", "wait", "resume", "attach")
 
 MAX_COMMAND_LINE = 500
 MAX_SHOWN = 40

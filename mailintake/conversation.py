@@ -22,9 +22,9 @@ from mailintake.authentication import is_member
 from mailintake.calendar import BusinessCalendar
 from mailintake.commands import COMMAND_NAMES, StaffReply, parse_staff_reply
 from mailintake.config import StaffConfig
-from mailintake.mailer import Mailer
+from mailintake.mailer import Mailer, attachment_plan
 from mailintake.milestones import meet_milestone, refresh_milestones
-from mailintake.models import InboundMessage, Message, OutboxMessage, Pause, Report
+from mailintake.models import Attachment, InboundMessage, Message, OutboxMessage, Pause, Report
 from mailintake.outbox import Outgoing
 from mailintake.parsing import ParsedMessage
 from mailintake.reply_text import clean_staff_reply
@@ -171,7 +171,8 @@ def record_staff_reply(session: Session, rules: ConversationRules, report: Repor
     # attachments are neither relayed nor read for commands.
     reply = parse_staff_reply(parsed.own_text)
     text = relayable_text(rules, reply, author, parsed.from_name)
-    errors = list(reply.errors) or reply_problems(session, rules, report, reply, text, calendar, now)
+    files = own_files(message, parsed) if reply.has("attach") else []
+    errors = list(reply.errors) or reply_problems(session, rules, report, reply, text, calendar, now) + attach_problems(rules, reply, files)
     if reply.commands and replayable:
         errors.append(REPLAYABLE_COMMANDS)
     if errors:
@@ -185,7 +186,7 @@ def record_staff_reply(session: Session, rules: ConversationRules, report: Repor
         events = events_of(reply, report, mailed=False)
     else:
         try:
-            mailed = answer_reporter(session, rules, report, message, reply, text, calendar, now)
+            mailed = answer_reporter(session, rules, report, message, reply, text, calendar, now, files)
         except UnmailableReporter:
             mailed = None
             rules.mailer.command_error(session, report, author, message, [UNMAILABLE_REPORTER], calendar, now, carried_out=True)
@@ -249,6 +250,29 @@ def reply_problems(session: Session, rules: ConversationRules, report: Report, r
     return problems
 
 
+def own_files(message: Message, parsed: ParsedMessage) -> list[Attachment]:
+    """The files the staff member attached themselves: never a forwarded mail, nor a file
+    that came inside one."""
+    return [
+        item for item in message.attachments
+        if item.sha256 in parsed.own_attachments and not item.content_type.startswith(("message/", "multipart/")) and not item.filename.lower().endswith(".eml")
+    ]
+
+
+def attach_problems(rules: ConversationRules, reply: StaffReply, files: Sequence[Attachment]) -> list[str]:
+    if not reply.has("attach"):
+        return []
+    if reply.has("internal"):
+        return ["#attach: an #internal note sends nothing to the reporter"]
+    if not files:
+        return ["#attach: this reply has no file of your own attached (forwarded mails and what they carry are never passed on)"]
+    plan = attachment_plan(files, rules.staff.max_attachment_bytes)
+    left_out = [item["filename"] for item in plan.listed if not item["attached"]]
+    if left_out or plan.more:
+        return [f"#attach: {', '.join(left_out[:5]) or f'{plan.more} files'} would not fit in one mail ([staff] max_attachment_bytes, at most {len(plan.listed)} files): send fewer or smaller files, or share them another way"]
+    return []
+
+
 def pause_problems(policy: Policy, report: Report, reply: StaffReply) -> list[str]:
     waiting = open_pause(report) is not None
     if reply.has("wait") and not any(milestone.pausable for milestone in policy.milestones):
@@ -290,7 +314,10 @@ def carry_out(session: Session, rules: ConversationRules, report: Report, reply:
     session.flush()
 
 
-def answer_reporter(session: Session, rules: ConversationRules, report: Report, message: Message, reply: StaffReply, text: str, calendar: BusinessCalendar, now: datetime) -> Outgoing | None:
+def answer_reporter(
+    session: Session, rules: ConversationRules, report: Report, message: Message, reply: StaffReply, text: str, calendar: BusinessCalendar, now: datetime,
+    files: Sequence[Attachment] = (),
+) -> Outgoing | None:
     """The one mail this reply sends the reporter: a status notice carrying the staff text,
     or the staff text itself, or nothing (a reply of commands only)."""
     status = reply.command("status")
@@ -300,7 +327,8 @@ def answer_reporter(session: Session, rules: ConversationRules, report: Report, 
     context = {"text": text, "assessment": reply.has("assessment"), "eta": report.eta.isoformat() if reply.has("assessment") and report.eta else None}
     try:
         with session.begin_nested():
-            sent = rules.mailer.to_reporter(session, f"relay:{message.id}", template or "staff_reply", report, context, calendar, now)
+            attached = attachment_plan(files, rules.staff.max_attachment_bytes).attached
+            sent = rules.mailer.to_reporter(session, f"relay:{message.id}", template or "staff_reply", report, context, calendar, now, attached)
     except ValueError:
         raise UnmailableReporter from None
     if sent is None and (report.reporter is not None or report.envelope_sender):

@@ -51,6 +51,7 @@ STAFF_COMMANDS = (
     ("#credit \"Name\"", "how the reporter is credited"),
     ("#bounty 500 EUR", "record the bounty decision (not sent to the reporter)"),
     ("#wait / #resume", "pause or resume the SLA clocks while waiting on the reporter"),
+    ("#attach", "send the files attached to this reply to the reporter (forwarded mails never are)"),
 )
 
 
@@ -206,7 +207,10 @@ class Mailer:
         context = {"inbound": {"id": inbound_id, "reason": reason}}
         return self.enqueue_mail(session, f"unprocessable:{inbound_id}", "unprocessable_mail", self.config.staff.alerts, context, now) is not None
 
-    def to_reporter(self, session: Session, key: str, template: str, report: Report, context: dict[str, Any], calendar: BusinessCalendar, now: datetime) -> Outgoing | None:
+    def to_reporter(
+        self, session: Session, key: str, template: str, report: Report, context: dict[str, Any], calendar: BusinessCalendar, now: datetime,
+        attachments: Sequence[tuple[str, str, bytes]] = (),
+    ) -> Outgoing | None:
         """A human answer to the reporter (a relayed staff reply, a status notice): from the
         security address, threaded on what the reporter has seen, never on staff mail."""
         address = report.reporter.address if report.reporter else report.envelope_sender
@@ -216,7 +220,7 @@ class Mailer:
         thread = self.reporter_thread(session, report)
         return self.enqueue_mail(
             session, key, template, (address,), context, now, report=report, in_reply_to=thread[-1] if thread else None,
-            auto_submitted="no", language=report.language, reply_side="reporter", references=thread,
+            auto_submitted="no", language=report.language, reply_side="reporter", references=thread, attachments=attachments,
         )
 
     def reporter_reply_forwarded(self, session: Session, report: Report, message: Message, resumed: bool, verified: bool, calendar: BusinessCalendar, now: datetime) -> None:

@@ -88,6 +88,8 @@ class ParsedMessage:
     # What the author wrote themselves: the first text part (or the text of its HTML
     # alternative), never a forwarded message, a further text part or an attachment.
     own_text: str = ""
+    # sha256 of the author's own attached files: not inside a forwarded message.
+    own_attachments: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -179,12 +181,14 @@ class BodyFacts:
     attachments: tuple[ParsedAttachment, ...]
     defects: tuple[str, ...]
     own_text: str | None = None
+    own_attachments: frozenset[str] = frozenset()
 
 
 def body_facts(mail: mailparser.MailParser) -> BodyFacts:
     text, from_html = chosen_body_text(mail.text_plain, mail.text_html)
     attachments = tuple(attachment_of(item) for item in mail.attachments)
-    return with_tnef_unpacked(BodyFacts(text, from_html, attachments, tuple(sorted(set(mail.defects_categories))), first_own_text(mail.message)))
+    own = (first_own_text(mail.message), own_attachment_digests(mail.message))
+    return with_tnef_unpacked(BodyFacts(text, from_html, attachments, tuple(sorted(set(mail.defects_categories))), *own))
 
 
 def first_own_text(part: email.message.Message, depth: int = 0) -> str | None:
@@ -208,6 +212,23 @@ def first_own_text(part: email.message.Message, depth: int = 0) -> str | None:
         return None
     text = decoded_text(part.get_payload(decode=True) or b"", part.get_content_charset())
     return storable_text(get_text(text).strip() if content_type == "text/html" else text)
+
+
+def own_attachment_digests(message: email.message.Message, limit: int = ParseLimits().max_parts) -> frozenset[str]:
+    """sha256 of the files the author attached: leaf parts reached without entering a
+    forwarded message (message/*), which is never the author's to pass on."""
+    digests: set[str] = set()
+    stack = [message]
+    while stack and len(digests) < limit:
+        part = stack.pop()
+        if part.get_content_maintype() == "message" and part is not message:
+            continue
+        children = part.get_payload() if part.is_multipart() else None
+        if isinstance(children, list):
+            stack.extend(child for child in reversed(children) if isinstance(child, email.message.Message))
+        elif part.get_filename() or part.get_content_disposition() == "attachment":
+            digests.add(hashlib.sha256(part.get_payload(decode=True) or b"").hexdigest())
+    return frozenset(digests)
 
 
 def is_own_content(part: email.message.Message) -> bool:
@@ -279,7 +300,7 @@ def leaves_body_facts(message: email.message.Message, leaves: tuple[email.messag
         else:
             (plain if content_type == "text/plain" else html).append(decoded_text(payload, part.get_content_charset()))
     text, from_html = chosen_body_text(plain, html)
-    return within_budget(with_tnef_unpacked(BodyFacts(text, from_html, tuple(attachments), defects, first_own_text(message))), budget)
+    return within_budget(with_tnef_unpacked(BodyFacts(text, from_html, tuple(attachments), defects, first_own_text(message), own_attachment_digests(message))), budget)
 
 
 def with_tnef_unpacked(body: BodyFacts) -> BodyFacts:
@@ -305,7 +326,7 @@ def with_tnef_unpacked(body: BodyFacts) -> BodyFacts:
             text, from_html = tnef_text, tnef_from_html
         if own_text is None and tnef_text:
             own_text = tnef_text
-    return BodyFacts(text, from_html, tuple(attachments), defects, own_text)
+    return BodyFacts(text, from_html, tuple(attachments), defects, own_text, body.own_attachments)
 
 
 def is_tnef(attachment: ParsedAttachment) -> bool:
@@ -366,6 +387,7 @@ def message_of(normalized: bytes, headers: email.message.Message, body: BodyFact
         automation_signals=automation_signals(headers),
         language=language_of(headers),
         own_text=storable_text(body.own_text or ""),
+        own_attachments=body.own_attachments,
     )
 
 

@@ -316,3 +316,42 @@ def test_no_acknowledgement_when_our_mx_says_the_envelope_sender_is_forged(conve
     finally:
         relay.stop()
     assert [report.automated for report in all_reports(sessions)] == ["envelope sender forged according to our MX (spf=fail)", None]
+
+
+def staff_mail_with_files(to: str, text: str, *, own: bool, forwarded: bool) -> bytes:
+    message = EmailMessage()
+    message["From"] = BOB
+    message["To"] = to
+    message["Subject"] = "Re: your report"
+    message["Message-ID"] = make_msgid(domain="example.com")
+    message.set_content(text)
+    if own:
+        message.add_attachment(b"%PDF-1.4 our advisory draft", maintype="application", subtype="pdf", filename="advisory-draft.pdf")
+    if forwarded:
+        partner = forwarded_partner_mail()
+        partner.add_attachment(b"%PDF-1.4 vendor roadmap", maintype="application", subtype="pdf", filename="internal-roadmap.pdf")
+        message.add_attachment(partner)
+    return message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+
+
+def test_finding_1_only_attach_sends_files_and_never_a_forwarded_mail_or_what_it_carries(conversation, sessions: sessionmaker[Session]) -> None:
+    daemon, relay = conversation()
+    try:
+        report, ack, notification = new_report(daemon, relay, sessions)
+        staff_side = side_address(report.id, "staff")
+        deliver(daemon.port, signed(staff_mail_with_files(staff_side, "Our draft advisory, for your review.\n", own=True, forwarded=True)), staff_side, BOB)
+        deliver(daemon.port, signed(staff_mail_with_files(staff_side, "#attach\n\nOur draft advisory, attached.\n", own=True, forwarded=True)), staff_side, BOB)
+        deliver(daemon.port, signed(staff_mail_with_files(staff_side, "#attach\n\nSee the partner's mail.\n", own=False, forwarded=True)), staff_side, BOB)
+        wait_until_processed(sessions, 4)
+        relay.wait_for(5)
+        time.sleep(1)
+        relayed = [item for item in relay.to(RESEARCHER) if item is not ack]
+        assert len(relayed) == 2
+        files = [[part.get_filename() for part in item.message.iter_attachments()] for item in relayed]
+        assert sorted(files) == [[], ["advisory-draft.pdf"]]
+        for item in relayed:
+            assert b"roadmap" not in item.content and b"INTERNAL ONLY" not in item.content
+        [error] = [plain(item) for item in relay.to(BOB)]
+        assert "#attach: this reply has no file of your own attached" in error
+    finally:
+        relay.stop()
