@@ -45,6 +45,7 @@ def only(reply: StaffReply) -> Command:
         ("#internal", Command("internal", None, 1)),
         ("#wait", Command("wait", None, 1)),
         ("#resume", Command("resume", None, 1)),
+        ("#attach", Command("attach", None, 1)),
         ("#Resume   ", Command("resume", None, 1)),
         ('#credit "Jane Doe"', Command("credit", "Jane Doe", 1)),
         ("#credit \u201cJos\u00e9 N\u00fa\u00f1ez\u201d", Command("credit", "Jos\u00e9 N\u00fa\u00f1ez", 1)),
@@ -100,6 +101,7 @@ def test_assessment_with_eta() -> None:
         ("#internal please", "line 1: #internal takes no value"),
         ("#wait 3 days", "#wait takes no value"),
         ("#resume now", "#resume takes no value"),
+        ("#attach all", "#attach takes no value"),
         ("#assessment done", "#assessment takes no value"),
         ("#credit", "#credit needs a value"),
         ("#credit Jane Doe", "#credit needs a name in quotes"),
@@ -333,3 +335,11 @@ def test_text_is_the_input_minus_the_command_block(block: list[str], rest: str) 
     reply = parse_staff_reply(text)
     expected = body if any(block) else text
     assert reply.text == expected
+
+
+def test_every_command_is_in_the_help_list_staff_get() -> None:
+    from mailintake.commands import COMMAND_NAMES
+    from mailintake.mailer import STAFF_COMMANDS
+
+    listed = " ".join(usage for usage, _ in STAFF_COMMANDS)
+    assert [name for name in COMMAND_NAMES if f"#{name}" not in listed] == []
