@@ -341,5 +341,5 @@ def test_every_command_is_in_the_help_list_staff_get() -> None:
     from mailintake.commands import COMMAND_NAMES
     from mailintake.mailer import STAFF_COMMANDS
 
-    listed = " ".join(usage for usage, _ in STAFF_COMMANDS)
+    listed = " ".join(f"{usage} {text}" for usage, text in STAFF_COMMANDS)
     assert [name for name in COMMAND_NAMES if f"#{name}" not in listed] == []
