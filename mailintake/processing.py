@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -109,17 +108,19 @@ class Snapshot:
     last_error: str | None = None
 
 
-def due_inbound_ids(sessions: sessionmaker[Session], now: datetime, limit: int = 100) -> list[int]:
-    """New deliveries first, then failed ones whose retry is due: retries never starve new mail."""
+def due_inbound_ids(sessions: sessionmaker[Session], now: datetime, limit: int = 100) -> list[tuple[int, str]]:
+    """(id, envelope sender) of new deliveries first, then of failed ones whose retry is
+    due: retries never starve new mail."""
     with transaction(sessions) as session:
-        new = select(InboundMessage.id).where(InboundMessage.status == "received").order_by(InboundMessage.id).limit(limit)
+        columns = (InboundMessage.id, InboundMessage.envelope_from)
+        new = select(*columns).where(InboundMessage.status == "received").order_by(InboundMessage.id).limit(limit)
         retries = (
-            select(InboundMessage.id)
+            select(*columns)
             .where(InboundMessage.status == "failed", InboundMessage.next_attempt_at <= now)
             .order_by(InboundMessage.next_attempt_at, InboundMessage.id)
             .limit(limit)
         )
-        return list(session.scalars(new)) + list(session.scalars(retries))
+        return [(row.id, row.envelope_from) for row in session.execute(new)] + [(row.id, row.envelope_from) for row in session.execute(retries)]
 
 
 def failed_inbound_ids(sessions: sessionmaker[Session]) -> list[int]:
@@ -139,35 +140,50 @@ def process_due(sessions: sessionmaker[Session], parsers: Sequence[Parser], rule
 
 
 class DueDeliveries:
-    """Hands each due delivery to one lane, at most once per round. An idle lane keeps
-    looking while another is busy, so mail arriving during a slow parse is taken up at once."""
+    """Hands each due delivery to one lane, at most once per round, and one sender's mail
+    one at a time in arrival order: a staff member's `#status fixing` and then `#status
+    resolved`, or two copies of one message, are recorded in the order they came. An idle
+    lane keeps looking while another is busy, so mail arriving during a slow parse is
+    taken up at once."""
 
     def __init__(self, sessions: sessionmaker[Session], clock: Callable[[], datetime]) -> None:
         self.sessions = sessions
         self.clock = clock
-        self.pending: deque[int] = deque()
+        self.pending: list[tuple[int, str]] = []
         self.taken: set[int] = set()
-        self.busy = 0
+        self.busy: dict[int, str] = {}
         self.lock = threading.Lock()
 
     def next(self, should_stop: Callable[[], bool]) -> int | None:
         while not should_stop():
             with self.lock:
-                if not self.pending:
-                    self.pending.extend(inbound_id for inbound_id in due_inbound_ids(self.sessions, self.clock()) if inbound_id not in self.taken)
-                if self.pending:
-                    inbound_id = self.pending.popleft()
-                    self.taken.add(inbound_id)
-                    self.busy += 1
+                inbound_id = self.first_free()
+                if inbound_id is None:
+                    self.refill()
+                    inbound_id = self.first_free()
+                if inbound_id is not None or not self.busy:
                     return inbound_id
-                if self.busy == 0:
-                    return None
             time.sleep(IDLE_LANE_POLL)
         return None
 
-    def finished(self) -> None:
+    def refill(self) -> None:
+        known = self.taken | {inbound_id for inbound_id, _ in self.pending}
+        self.pending += [item for item in due_inbound_ids(self.sessions, self.clock()) if item[0] not in known]
+
+    def first_free(self) -> int | None:
+        """The first pending delivery whose sender has nothing in flight or waiting before it."""
+        held = set(self.busy.values())
+        for index, (inbound_id, sender) in enumerate(self.pending):
+            if sender not in held:
+                del self.pending[index]
+                self.taken.add(inbound_id)
+                self.busy[inbound_id] = sender
+                return inbound_id
+        return None
+
+    def finished(self, inbound_id: int) -> None:
         with self.lock:
-            self.busy -= 1
+            self.busy.pop(inbound_id, None)
 
 
 def lane_outcomes(sessions: sessionmaker[Session], parser: Parser, rules: ProcessingRules, clock: Callable[[], datetime], due: DueDeliveries, should_stop: Callable[[], bool]) -> list[Outcome]:
@@ -180,7 +196,7 @@ def lane_outcomes(sessions: sessionmaker[Session], parser: Parser, rules: Proces
             log.error("inbound %d could not be processed (%s); will retry", inbound_id, type(error).__name__)
             outcomes.append(Outcome(inbound_id, "deferred"))
         finally:
-            due.finished()
+            due.finished(inbound_id)
     return outcomes
 
 

@@ -23,7 +23,7 @@ from mailintake.db import transaction
 from mailintake.intake import Delivery, store_delivery
 from mailintake.models import Attachment
 from mailintake.parsing import parse_message
-from mailintake.processing import process_inbound
+from mailintake.processing import DueDeliveries, process_inbound
 from tests.daemon import REPO
 from tests.integration.helpers import example_rules, inbound_rows, report_mail, reports, wait_until_processed
 
@@ -187,3 +187,23 @@ def test_inbound_retry_of_a_delivery_that_did_not_fail_is_refused(sessions: sess
     config.write_text(f'[intake]\naddresses = ["security@example.com"]\n[database]\nurl = "{database_url}"\n')
     result = run_cli(config, "inbound", "retry", "424242")
     assert result.returncode == 2 and result.stderr == "mailintake: inbound 424242 is not a failed delivery (see `mailintake inbound failed`)\n"
+
+
+def test_lanes_take_one_senders_mail_in_arrival_order_and_others_alongside(sessions: sessionmaker[Session]) -> None:
+    """A staff member's `#status fixing` then `#status resolved` must be recorded in that
+    order; another sender's mail need not wait for them."""
+    moment = datetime(2026, 11, 23, 10, 0, tzinfo=timezone.utc)
+    senders = ("bob@example.com", "bob@example.com", "researcher@example.org", "bob@example.com")
+    ids = [store_delivery(sessions, Delivery(moment, "smtp", "127.0.0.1", "client", sender, ("security@example.com",), report_mail(body=f"mail {index}"))) for index, sender in enumerate(senders)]
+    due = DueDeliveries(sessions, lambda: moment)
+    never = lambda: False  # noqa: E731
+    assert [due.next(never), due.next(never)] == [ids[0], ids[2]]
+    stopped_waiting = iter([False, True])
+    assert due.next(lambda: next(stopped_waiting)) is None, "bob's second mail must wait for his first"
+    due.finished(ids[0])
+    assert due.next(never) == ids[1]
+    due.finished(ids[1])
+    due.finished(ids[2])
+    assert due.next(never) == ids[3]
+    due.finished(ids[3])
+    assert due.next(never) is None
