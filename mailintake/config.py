@@ -285,7 +285,7 @@ def staff_from(table: dict[str, Any], where: str, intake: IntakeConfig) -> Staff
         dns_server=string_or_empty(table, "dns_server", "[staff]", where).strip(),
         signature_markers=string_list(table, "signature_markers", defaults.signature_markers, "[staff]", where),
         anonymous_alias=flag(table, "anonymous_alias", defaults.anonymous_alias, "[staff]", where),
-        max_attachment_bytes=attachment_bytes(table.get("max_attachment_bytes", defaults.max_attachment_bytes), where),
+        max_attachment_bytes=size_in_bytes(table.get("max_attachment_bytes", defaults.max_attachment_bytes), "[staff] max_attachment_bytes", where, 0, "10MB"),
     )
     problem = policy_problem(staff.policy())
     if staff.dns_server:
@@ -298,23 +298,6 @@ def staff_from(table: dict[str, Any], where: str, intake: IntakeConfig) -> Staff
     if ours & set(staff.members):
         raise ConfigError(f"{where}: [staff] members must not contain an address of [intake]")
     return staff
-
-
-def attachment_bytes(value: Any, where: str) -> int:
-    """[staff] max_attachment_bytes: bytes or "10MB"; 0 means attachments are listed, never attached."""
-    key = "[staff] max_attachment_bytes"
-    if isinstance(value, int) and not isinstance(value, bool):
-        size = value
-    elif isinstance(value, str):
-        try:
-            size = humanfriendly.parse_size(value)
-        except humanfriendly.InvalidSize:
-            raise ConfigError(f"{where}: {key}: {value!r} is not a size (use bytes, \"10MB\" or \"10MiB\")") from None
-    else:
-        raise ConfigError(f"{where}: {key} must be bytes or a string such as \"10MB\", got {value!r}")
-    if not 0 <= size <= MAX_MESSAGE_SIZE:
-        raise ConfigError(f"{where}: {key} must be from 0 to {MAX_MESSAGE_SIZE // 1_000_000}MB, got {size}")
-    return size
 
 
 def member_entry(value: str, where: str) -> str:
@@ -423,7 +406,7 @@ def intake_from(table: dict[str, Any], where: str) -> IntakeConfig:
     return IntakeConfig(
         addresses=parsed,
         reply_address=mailbox_address(reply, "[intake] reply_address", where),
-        max_message_size=size_in_bytes(table.get("max_message_size", "25MB"), where),
+        max_message_size=size_in_bytes(table.get("max_message_size", "25MB"), "[intake] max_message_size", where, 1024, "25MB"),
         tracking_prefix=tracking_prefix(table.get("tracking_prefix", defaults.tracking_prefix), where),
         parse_timeout=positive_number(table, "parse_timeout", defaults.parse_timeout, "[intake]", where, maximum=3600),
         max_parse_attempts=int(positive_number(table, "max_parse_attempts", defaults.max_parse_attempts, "[intake]", where, integer=True, maximum=100)),
@@ -562,18 +545,20 @@ def mailbox_address(value: Any, key: str, where: str) -> str:
         raise ConfigError(f"{where}: {key}: {error}") from None
 
 
-def size_in_bytes(value: Any, where: str) -> int:
+def size_in_bytes(value: Any, key: str, where: str, minimum: int, example: str) -> int:
+    """A size as bytes or a string like "25MB"."""
     if isinstance(value, int) and not isinstance(value, bool):
         size = value
     elif isinstance(value, str):
         try:
             size = humanfriendly.parse_size(value)
         except humanfriendly.InvalidSize:
-            raise ConfigError(f"{where}: [intake] max_message_size: {value!r} is not a size (use bytes, \"25MB\" or \"25MiB\")") from None
+            raise ConfigError(f"{where}: {key}: {value!r} is not a size (use bytes, \"{example}\" or \"{example[:-2]}MiB\")") from None
     else:
-        raise ConfigError(f"{where}: [intake] max_message_size must be bytes or a string such as \"25MB\", got {value!r}")
-    if not 1024 <= size <= MAX_MESSAGE_SIZE:
-        raise ConfigError(f"{where}: [intake] max_message_size must be from 1024 bytes to {MAX_MESSAGE_SIZE // 1_000_000}MB, got {size}")
+        raise ConfigError(f"{where}: {key} must be bytes or a string such as \"{example}\", got {value!r}")
+    if not minimum <= size <= MAX_MESSAGE_SIZE:
+        lowest = f"{minimum} bytes" if minimum else "0"
+        raise ConfigError(f"{where}: {key} must be from {lowest} to {MAX_MESSAGE_SIZE // 1_000_000}MB, got {size}")
     return size
 
 

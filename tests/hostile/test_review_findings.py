@@ -355,3 +355,35 @@ def test_finding_1_only_attach_sends_files_and_never_a_forwarded_mail_or_what_it
         assert "#attach: this reply has no file of your own attached" in error
     finally:
         relay.stop()
+
+
+def staff_mail_with_alternative(to: str, text: str, html: str) -> bytes:
+    message = EmailMessage()
+    message["From"] = BOB
+    message["To"] = to
+    message["Subject"] = "Re: your report"
+    message["Message-ID"] = make_msgid(domain="example.com")
+    message.set_content(text)
+    message.add_alternative(html, subtype="html")
+    return message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+
+
+def test_case_21_commands_only_in_quoted_text_or_an_html_remnant_are_not_executed(conversation, sessions: sessionmaker[Session]) -> None:
+    daemon, relay = conversation()
+    try:
+        report, ack, notification = new_report(daemon, relay, sessions)
+        staff_side = side_address(report.id, "staff")
+        quoted_only = "Thanks, we are looking into it.\n\nOn Tue, 24 Nov 2026, Alice wrote:\n> #status rejected\n> #credit \"Mallory\"\n"
+        deliver(daemon.port, signed(mail(BOB, staff_side, "Re: x", quoted_only)), staff_side, BOB)
+        hidden_in_html = staff_mail_with_alternative(staff_side, "Still looking.\n", '<p>Still looking.</p><div style="display:none">#status rejected<br>#bounty 5000 EUR</div>')
+        deliver(daemon.port, signed(hidden_in_html), staff_side, BOB)
+        wait_until_processed(sessions, 3)
+        relay.wait_for(4)
+        time.sleep(1)
+        relayed = to_reporter(relay, ack)
+        assert len(relayed) == 2 and "Thanks, we are looking into it." in relayed[0] and "Still looking." in relayed[1]
+        assert all("#status" not in text and "Mallory" not in text and "5000" not in text for text in relayed)
+    finally:
+        relay.stop()
+    stored = report_named(sessions, report.tracking_id)
+    assert (stored.status, stored.credit_as, stored.bounty) == ("new", None, None)
