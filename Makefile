@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= config.example.toml
+# Test processes at once: the suite mostly waits on daemons, relays and databases, so
+# more processes than cores pay off; a module's tests stay in one process (loadfile).
+TEST_WORKERS ?= 4
 
 .PHONY: run test bench clean
 
@@ -18,7 +21,7 @@ run: $(BIN)/.installed
 	$(BIN)/mailintake --config $(CONFIG) serve
 
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/ingest.py

@@ -88,7 +88,12 @@ class ProcessingRules:
             if not staff_policy.trusted_authserv_id:
                 return None
             domain = envelope_from.rpartition("@")[2].lower()
-            return envelope_sender_forgery(normalized_line_endings(raw), domain, staff_policy.trusted_authserv_id, staff_policy.max_received_above_results)
+            try:
+                return envelope_sender_forgery(normalized_line_endings(raw), domain, staff_policy.trusted_authserv_id, staff_policy.max_received_above_results)
+            except Exception as error:
+                # An unreadable header is no verdict: the report is acknowledged as usual.
+                log.warning("sender check failed unexpectedly (%s)", type(error).__name__)
+                return None
 
         return cls(intake.tracking_prefix, intake.max_parse_attempts, intake.retry_interval, config.sla, config.calendar, mailer, conversation, authenticate, sender_forgery)
 
