@@ -122,6 +122,7 @@ async def serve(config: Config, clock: Clock = utc_now) -> None:
     outbox_task = asyncio.create_task(outbox.run())
     scheduler = start_scheduler(sessions, config, mailer, clock, outbox.wake)
     log.info("listening on %s:%d (%s)", config.listener.host, config.listener.port, config.listener.protocol)
+    warming = [asyncio.create_task(asyncio.to_thread(parser.warm_up)) for parser in parsers]
     if not config.listener.on_loopback and not config.listener.require_starttls:
         log.warning("[listener] host %s is not a loopback address and STARTTLS is not required: mail can cross the network unencrypted (set tls_cert and tls_key, and leave require_starttls on)", config.listener.host)
     try:
@@ -141,6 +142,7 @@ async def serve(config: Config, clock: Clock = utc_now) -> None:
             finished = False
         if not finished:
             exit_now_after_hung_storage(grace)
+        await asyncio.gather(*warming, return_exceptions=True)
         for parser in parsers:
             await asyncio.to_thread(parser.close)
         engine.dispose()

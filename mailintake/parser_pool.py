@@ -17,6 +17,9 @@ from mailintake.config import IntakeConfig
 from mailintake.parsing import ParsedMessage, ParseLimits, parse_message
 
 
+WARM_UP_MESSAGE = b"From: warm-up@mailintake.invalid\r\nSubject: warm-up\r\n\r\nwarm-up\r\n"
+
+
 class ParseFailure(Exception):
     """Parsing did not produce a result; the message's raw bytes stay stored."""
 
@@ -40,6 +43,14 @@ class ParserPool:
                 raise ParseFailure(f"parse timed out after {self.timeout:g} s") from None
             except Exception as error:
                 raise ParseFailure(f"parse failed: {type(error).__name__}") from None
+
+    def warm_up(self) -> None:
+        """Start the parser process and load the parsing code in it, so that the first mail
+        after a start waits for neither (a cold start takes seconds on a busy machine)."""
+        try:
+            self.parse(WARM_UP_MESSAGE)
+        except ParseFailure:
+            pass
 
     def close(self) -> None:
         with self._lock:

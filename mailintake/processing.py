@@ -157,17 +157,25 @@ class DueDeliveries:
         self.pending: list[tuple[int, str]] = []
         self.taken: set[int] = set()
         self.busy: dict[int, str] = {}
+        self.closed = False
         self.lock = threading.Lock()
 
     def next(self, should_stop: Callable[[], bool]) -> int | None:
         while not should_stop():
             with self.lock:
+                if self.closed:
+                    return None
                 inbound_id = self.first_free()
                 if inbound_id is None:
                     self.refill()
                     inbound_id = self.first_free()
-                if inbound_id is not None or not self.busy:
+                if inbound_id is not None:
                     return inbound_id
+                if not self.busy:
+                    # Nothing due and nothing in flight: the round is over for every lane, so
+                    # none goes on alone with new work while the others have left.
+                    self.closed = True
+                    return None
             time.sleep(IDLE_LANE_POLL)
         return None
 

@@ -254,6 +254,8 @@ def test_a_staff_reply_whose_signature_does_not_cover_message_id_cannot_command(
     assert report_named(sessions, report.tracking_id).status == "rejected"
 
 
+# About 13 s to parse on an idle machine of this project, more under load: it always runs
+# into the parse_timeout of 10 s below.
 SLOW_TO_PARSE = b"From: slow@example.org\r\nSubject: slow\r\nContent-Type: text/plain;" + b"\r\n " .join([b""] + [b";" * 800] * 500) + b"\r\n\r\nbody\r\n"
 
 
@@ -262,7 +264,6 @@ def test_finding_2_one_slow_mail_does_not_hold_up_the_others(daemon_factory, ses
     normal report arrives: the normal one becomes a report long before the slow one ends."""
     daemon = daemon_factory(intake={"parse_timeout": 10, "max_parse_attempts": 1, "max_message_size": 2_000_000})
     for warm_up in ("first@example.org", "second@example.org"):
-        # Both parser processes started, as in a daemon that has been running a while.
         deliver(daemon.port, mail(warm_up, "security@example.com", "Warm-up", "x\n"), "security@example.com", warm_up)
     wait_until_processed(sessions, 2)
     deliver(daemon.port, SLOW_TO_PARSE, "security@example.com", "slow@example.org")
@@ -270,7 +271,7 @@ def test_finding_2_one_slow_mail_does_not_hold_up_the_others(daemon_factory, ses
     sent = time.monotonic()
     deliver(daemon.port, mail(RESEARCHER, "security@example.com", "Normal report", "Reflected XSS.\n"), "security@example.com", RESEARCHER)
     while not any(report.subject == "Normal report" for report in all_reports(sessions)):
-        assert time.monotonic() - sent < 5, "the normal report waited for the slow one"
+        assert time.monotonic() - sent < 8, "the normal report waited for the slow one"
         time.sleep(0.1)
     assert [row.status for row in inbound_rows(sessions)][2] == "received"
     wait_until_processed(sessions, 4, timeout=30)

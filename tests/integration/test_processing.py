@@ -207,3 +207,15 @@ def test_lanes_take_one_senders_mail_in_arrival_order_and_others_alongside(sessi
     assert due.next(never) == ids[3]
     due.finished(ids[3])
     assert due.next(never) is None
+
+
+def test_a_round_ends_for_every_lane_at_once(sessions: sessionmaker[Session]) -> None:
+    """Once one lane found nothing due and nothing in flight, a lane still looking must not
+    take new mail alone: it would hold it while the others have left (the next round,
+    with every lane, takes it)."""
+    moment = datetime(2026, 11, 23, 10, 0, tzinfo=timezone.utc)
+    due = DueDeliveries(sessions, lambda: moment)
+    assert due.next(lambda: False) is None
+    store_delivery(sessions, Delivery(moment, "smtp", "127.0.0.1", "client", "late@example.org", ("security@example.com",), report_mail(body="late")))
+    assert due.next(lambda: False) is None
+    assert DueDeliveries(sessions, lambda: moment).next(lambda: False) is not None
