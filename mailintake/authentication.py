@@ -1,5 +1,5 @@
 """Whether a message really comes from a staff member: allowlist plus authentication
-(DESIGN.md invariant 5), never the From header alone.
+(anyone can write a From header), never the From header alone.
 
 DNS is the only I/O and it is injected (``dnsfunc``), so verdicts are testable without a
 network. Reasons, log lines and exceptions name no addresses: the From address stays with

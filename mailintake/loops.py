@@ -1,5 +1,5 @@
-"""Whether a message may be answered automatically (RFC 3834 and the loop signals of
-DESIGN.md). Pure: headers come from parsing, our own addresses from config."""
+"""Whether a message may be answered automatically (RFC 3834 and the loop signals other
+help desks learned from: lists, bounces, auto-replies, our own mail). Pure: headers come from parsing, our own addresses from config."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Pure: the caller gathers the facts (signed reply addresses among the envelope recipients,
 the strict From address, the staff verdict, the reports a mail refers to) and this decides.
 A mail joins an existing report only through a signed reply address or a thread reference
-AND a sender who belongs there (DESIGN.md, invariant 5); everything else becomes a new
+AND a sender who belongs there (every byte from outside is hostile); everything else becomes a new
 report, flagged when it looks like someone reaching into a report that is not theirs, and
 is never attached to that report or answered with its content.
 """

@@ -4,7 +4,7 @@ TOKEN is a side letter ("r" reporter, "s" staff), the report id in base 36, "-",
 16 lowercase base32 characters: the first 80 bits of an HMAC-SHA256 over the side, the
 report id and the base address. Everything is lowercase because some MTAs lowercase
 local parts; parsing is case-insensitive. A plus-address or a tracking id alone never
-validates (DESIGN.md, invariant 5). Pure: no clock, no I/O.
+validates: ids guessed from a sequence must authorise nothing. Pure: no clock, no I/O.
 """
 
 from __future__ import annotations
