@@ -54,31 +54,37 @@ def forwarded_partner_mail() -> EmailMessage:
     return partner
 
 
-def staff_mail_with_forward(to: str, own_text: str | None) -> bytes:
+def staff_message(to: str) -> EmailMessage:
+    """A staff member's reply as their mail client starts it: headers, no body yet."""
     message = EmailMessage()
     message["From"] = BOB
     message["To"] = to
     message["Subject"] = "Re: your report"
     message["Date"] = "Tue, 24 Nov 2026 10:00:00 +0100"
     message["Message-ID"] = make_msgid(domain="example.com")
-    if own_text is not None:
-        message.set_content(own_text)
-    message.add_attachment(forwarded_partner_mail())
+    return message
+
+
+def crlf_bytes(message: EmailMessage) -> bytes:
     return message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
 
 
+def staff_mail_with_forward(to: str, own_text: str | None) -> bytes:
+    message = staff_message(to)
+    if own_text is not None:
+        message.set_content(own_text)
+    message.add_attachment(forwarded_partner_mail())
+    return crlf_bytes(message)
+
+
 def staff_mail_with_two_text_parts(to: str, first: str, second: str) -> bytes:
-    message = EmailMessage()
-    message["From"] = BOB
-    message["To"] = to
-    message["Subject"] = "Re: your report"
-    message["Message-ID"] = make_msgid(domain="example.com")
+    message = staff_message(to)
     message.make_mixed()
     for text in (first, second):
         part = EmailMessage()
         part.set_content(text)
         message.attach(part)
-    return message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+    return crlf_bytes(message)
 
 
 def to_reporter(relay, ack) -> list[str]:
@@ -324,11 +330,7 @@ def test_no_acknowledgement_when_our_mx_says_the_envelope_sender_is_forged(conve
 
 
 def staff_mail_with_files(to: str, text: str, *, own: bool, forwarded: bool) -> bytes:
-    message = EmailMessage()
-    message["From"] = BOB
-    message["To"] = to
-    message["Subject"] = "Re: your report"
-    message["Message-ID"] = make_msgid(domain="example.com")
+    message = staff_message(to)
     message.set_content(text)
     if own:
         message.add_attachment(b"%PDF-1.4 our advisory draft", maintype="application", subtype="pdf", filename="advisory-draft.pdf")
@@ -336,7 +338,7 @@ def staff_mail_with_files(to: str, text: str, *, own: bool, forwarded: bool) -> 
         partner = forwarded_partner_mail()
         partner.add_attachment(b"%PDF-1.4 vendor roadmap", maintype="application", subtype="pdf", filename="internal-roadmap.pdf")
         message.add_attachment(partner)
-    return message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+    return crlf_bytes(message)
 
 
 def test_finding_1_only_attach_sends_files_and_never_a_forwarded_mail_or_what_it_carries(conversation, sessions: sessionmaker[Session]) -> None:
@@ -363,14 +365,10 @@ def test_finding_1_only_attach_sends_files_and_never_a_forwarded_mail_or_what_it
 
 
 def staff_mail_with_alternative(to: str, text: str, html: str) -> bytes:
-    message = EmailMessage()
-    message["From"] = BOB
-    message["To"] = to
-    message["Subject"] = "Re: your report"
-    message["Message-ID"] = make_msgid(domain="example.com")
+    message = staff_message(to)
     message.set_content(text)
     message.add_alternative(html, subtype="html")
-    return message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+    return crlf_bytes(message)
 
 
 def test_case_21_commands_only_in_quoted_text_or_an_html_remnant_are_not_executed(conversation, sessions: sessionmaker[Session]) -> None:
