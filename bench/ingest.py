@@ -110,7 +110,8 @@ def measure_mailintake(mails: list[bytes], connections: int, workdir: Path, data
     upgrade_database(engine)
     config = workdir / "config.toml"
     config.write_text(
-        f'[intake]\naddresses = ["security@example.com"]\n\n[listener]\nhost = "127.0.0.1"\nport = {port}\n\n'
+        # The load comes from one address, like a front MTA's: the per-address cap must let it in.
+        f'[intake]\naddresses = ["security@example.com"]\n\n[listener]\nhost = "127.0.0.1"\nport = {port}\nmax_connections_per_ip = {connections + 10}\n\n'
         f'[database]\nurl = "{database_url}"\n\n[logging]\nlevel = "WARNING"\n\n[secrets]\ndev_mode = true\n'
     )
     daemon = run_server([sys.executable, "-m", "mailintake", "--config", str(config), "serve"], port, workdir / "daemon.log")
