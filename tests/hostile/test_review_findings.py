@@ -8,6 +8,7 @@ import time
 from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.utils import make_msgid
+from pathlib import Path
 
 import dkim
 import pytest
@@ -390,3 +391,32 @@ def test_case_21_commands_only_in_quoted_text_or_an_html_remnant_are_not_execute
         relay.stop()
     stored = report_named(sessions, report.tracking_id)
     assert (stored.status, stored.credit_as, stored.bounty) == ("new", None, None)
+
+
+def test_finding_5_a_staff_reply_whose_mail_cannot_be_built_is_reported_to_its_author(daemon_factory, dns_server, sessions: sessionmaker[Session], tmp_path) -> None:
+    """An override that passes the start check (it renders with the sample text) and fails
+    on one real text: the reporter gets nothing, the staff member is told their text was not
+    sent, and [staff] alerts get the template alert."""
+    override = tmp_path / "templates"
+    override.mkdir()
+    shipped = (Path(__file__).resolve().parents[2] / "templates" / "staff_reply.txt.j2").read_text()
+    (override / "staff_reply.txt.j2").write_text(shipped.replace("{{ text }}", '{% if "please explode" in text %}{{ no_such_value }}{% endif %}{{ text }}'))
+    host, port = dns_server
+    daemon = daemon_factory(
+        staff={"notify": [TEAM], "alerts": [LEADS], "members": ["example.com"], "dns_server": f"{host}:{port}"},
+        templates={"dir": str(override)}, calendar={"timezone": "Europe/Amsterdam", "country": "NL"},
+    )
+    relay = Relay(daemon.relay_port).start()
+    try:
+        report, ack, notification = new_report(daemon, relay, sessions)
+        staff_side = side_address(report.id, "staff")
+        deliver(daemon.port, signed(mail(BOB, staff_side, "Re: x", "#status triaged\n\nplease explode\n")), staff_side, BOB)
+        relay.wait_for(4)
+        time.sleep(1)
+        assert to_reporter(relay, ack) == []
+        [error] = [plain(item) for item in relay.to(BOB)]
+        assert "the mail to the reporter could not be built" in error
+        assert any("staff_reply.txt.j2" in plain(item) for item in relay.to(LEADS))
+    finally:
+        relay.stop()
+    assert report_named(sessions, report.tracking_id).status == "triaged"
