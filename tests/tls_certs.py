@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,7 +14,11 @@ import pytest
 def self_signed_certificate(directory: Path, common_name: str = "mailintake.localhost") -> tuple[Path, Path]:
     """(certificate, key) in PEM, valid for 127.0.0.1 and `common_name`."""
     if shutil.which("openssl") is None:
-        pytest.fail("openssl is needed to make the test certificate")
+        # A newcomer's `make test` passes without it; CI must have it (.ci/run installs it).
+        reason = "openssl is needed to make the test certificate (Debian package openssl)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
     cert, key = directory / "listener-cert.pem", directory / "listener-key.pem"
     subprocess.run(
         [
