@@ -45,9 +45,9 @@ LATE_COMMAND = re.compile(rf"^[ \t]*#({'|'.join(COMMAND_NAMES)})\b", re.IGNORECA
 UNMAILABLE_REPORTER = "the reporter's address cannot be written into an outgoing mail (e.g. a non-ASCII local part); your text was not sent: answer them another way"
 
 
-REPLAYABLE_COMMANDS = (
+REPLAYABLE_REPLY = (
     "your mail's DKIM signature does not cover its Message-ID, so a copy of it could be sent again as a new reply; "
-    "commands are carried out only from mail whose signature covers Message-ID: ask your mail admin, or send the commands from a system that signs it"
+    "replies are taken only from mail whose signature covers Message-ID: ask your mail admin to sign it (OpenDKIM, Gmail and Microsoft 365 do)"
 )
 
 
@@ -160,7 +160,7 @@ def record_reporter_reply(session: Session, rules: ConversationRules, report: Re
 
 def record_staff_reply(session: Session, rules: ConversationRules, report: Report, route: Route, parsed: ParsedMessage, inbound: InboundMessage, calendar: BusinessCalendar, now: datetime, replayable: bool = False) -> Message:
     """`replayable`: its authentication does not cover Message-ID, so anyone holding a copy
-    could send it again under a new one; its commands are refused."""
+    could send it again under a new one and it would act, or be relayed, again: refused."""
     author = parsed.from_address
     message = thread_message(report, route, parsed, inbound, "staff_reply", author=author)
     if rules.mailer.loop_signal(parsed, inbound.envelope_from) is not None:
@@ -173,8 +173,8 @@ def record_staff_reply(session: Session, rules: ConversationRules, report: Repor
     text = relayable_text(rules, reply, author, parsed.from_name)
     files = own_files(message, parsed) if reply.has("attach") else []
     errors = list(reply.errors) or reply_problems(session, rules, report, reply, text, calendar, now) + attach_problems(rules, reply, files)
-    if reply.commands and replayable:
-        errors.append(REPLAYABLE_COMMANDS)
+    if replayable:
+        errors.append(REPLAYABLE_REPLY)
     if errors:
         message.kind = "refused_reply"
         rules.mailer.command_error(session, report, author, message, errors, calendar, now)

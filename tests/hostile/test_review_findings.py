@@ -235,26 +235,27 @@ def test_finding_2_a_mail_that_kills_the_daemon_is_not_taken_up_forever(sessions
     assert report.subject == "Stored XSS in the admin panel"
 
 
-def test_a_staff_reply_whose_signature_does_not_cover_message_id_cannot_command(conversation, sessions: sessionmaker[Session]) -> None:
-    """Replayed under a new Message-ID it would verify again and act again."""
+def test_a_staff_reply_whose_signature_does_not_cover_message_id_is_refused(conversation, sessions: sessionmaker[Session]) -> None:
+    """Replayed under a new Message-ID it would verify again, and act or be relayed again."""
     daemon, relay = conversation()
     try:
         report, ack, notification = new_report(daemon, relay, sessions)
         staff_side = side_address(report.id, "staff")
-        raw = mail(BOB, staff_side, "Re: x", "#status rejected\n\nNot a vulnerability.\n")
-        unsigned_id = dkim.sign(raw, b"sel", b"example.com", PRIVATE_KEY, include_headers=[b"from", b"to", b"subject", b"date"]) + raw
-        deliver(daemon.port, unsigned_id, staff_side, BOB)
-        replayed = unsigned_id.replace(b"Message-ID: <", b"Message-ID: <replayed-")
-        deliver(daemon.port, replayed, staff_side, "attacker@evil.test")
-        wait_until_processed(sessions, 3)
-        relay.wait_for(4)
+        with_command = mail(BOB, staff_side, "Re: x", "#status rejected\n\nNot a vulnerability.\n")
+        text_only = mail(BOB, staff_side, "Re: y", "Our fix ships on Friday.\n")
+        for raw in (with_command, text_only):
+            unsigned_id = dkim.sign(raw, b"sel", b"example.com", PRIVATE_KEY, include_headers=[b"from", b"to", b"subject", b"date"]) + raw
+            deliver(daemon.port, unsigned_id, staff_side, BOB)
+            deliver(daemon.port, unsigned_id.replace(b"Message-ID: <", b"Message-ID: <replayed-"), staff_side, "attacker@evil.test")
+        wait_until_processed(sessions, 5)
+        relay.wait_for(6)
         time.sleep(1)
         assert to_reporter(relay, ack) == []
         errors = [plain(item) for item in relay.to(BOB)]
-        assert len(errors) == 2 and all("does not cover its Message-ID" in text for text in errors)
+        assert len(errors) == 4 and all("does not cover its Message-ID" in text for text in errors)
         assert report_named(sessions, report.tracking_id).status == "new"
         deliver(daemon.port, signed(mail(BOB, staff_side, "Re: x", "#status rejected\n\nNot a vulnerability.\n")), staff_side, BOB)
-        relay.wait_for(5)
+        relay.wait_for(7)
         assert len(to_reporter(relay, ack)) == 1
     finally:
         relay.stop()
