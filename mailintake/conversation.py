@@ -172,7 +172,7 @@ def record_staff_reply(session: Session, rules: ConversationRules, report: Repor
     reply = parse_staff_reply(parsed.own_text)
     text = relayable_text(rules, reply, author, parsed.from_name)
     files = own_files(message, parsed) if reply.has("attach") else []
-    errors = list(reply.errors) or reply_problems(session, rules, report, reply, text, calendar, now) + attach_problems(rules, reply, files)
+    errors = list(reply.errors) or reply_problems(session, rules, report, reply, text, calendar, now) + attach_problems(rules, reply, files, text)
     if replayable:
         errors.append(REPLAYABLE_REPLY)
     if errors:
@@ -259,11 +259,13 @@ def own_files(message: Message, parsed: ParsedMessage) -> list[Attachment]:
     ]
 
 
-def attach_problems(rules: ConversationRules, reply: StaffReply, files: Sequence[Attachment]) -> list[str]:
+def attach_problems(rules: ConversationRules, reply: StaffReply, files: Sequence[Attachment], text: str) -> list[str]:
     if not reply.has("attach"):
         return []
     if reply.has("internal"):
         return ["#attach: an #internal note sends nothing to the reporter"]
+    if not text and reply.command("status") is None:
+        return ["#attach: write a few lines to go with the files; a reply of commands only sends the reporter nothing"]
     if not files:
         return ["#attach: this reply has no file of your own attached (forwarded mails and what they carry are never passed on)"]
     plan = attachment_plan(files, rules.staff.max_attachment_bytes)

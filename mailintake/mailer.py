@@ -28,7 +28,7 @@ from mailintake.milestones import CLOSED_STATUSES, record_promise
 from mailintake.models import Attachment, InboundMessage, Message, MilestoneRecord, Report
 from mailintake.outbox import Outgoing, auto_replies_since, enqueue, key_exists
 from mailintake.reply_text import base_subject
-from mailintake.parsing import ParsedMessage
+from mailintake.parsing import ParsedMessage, left_out_by_limits
 from mailintake.templates import RenderedMail, TemplateError, Templates, Variant
 from mailintake.tokens import Side, reply_address
 
@@ -415,6 +415,7 @@ class Mailer:
             "urls": list(report.urls),
             "attachments": listed.listed,
             "more_attachments": listed.more,
+            "left_out": left_out_by_limits(first.parse_defects) if first else [],
             "next_deadline": {"title": title_of(upcoming[0].name), "due": local_text(upcoming[0].due_at, calendar)} if upcoming else None,
         }
 

@@ -14,7 +14,7 @@ import threading
 from multiprocessing.pool import Pool
 
 from mailintake.config import IntakeConfig
-from mailintake.parsing import ParsedMessage, ParseLimits, parse_message
+from mailintake.parsing import DEFAULT_LIMITS, ParsedMessage, ParseLimits, parse_message
 
 
 WARM_UP_MESSAGE = b"From: warm-up@mailintake.invalid\r\nSubject: warm-up\r\n\r\nwarm-up\r\n"
@@ -25,7 +25,7 @@ class ParseFailure(Exception):
 
 
 class ParserPool:
-    def __init__(self, timeout: float, memory_limit: int, processes: int = 1, limits: ParseLimits = ParseLimits()) -> None:
+    def __init__(self, timeout: float, memory_limit: int, processes: int = 1, limits: ParseLimits = DEFAULT_LIMITS) -> None:
         self.timeout = timeout
         self.limits = limits
         self.memory_limit = memory_limit

@@ -11,7 +11,7 @@ import binascii
 import email.message
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from email.errors import HeaderParseError
@@ -102,7 +102,17 @@ class ParseLimits:
     max_headers: int = 1000
 
 
-def parse_message(raw: bytes, limits: ParseLimits = ParseLimits()) -> ParsedMessage:
+DEFAULT_LIMITS = ParseLimits()
+# Defects that say a limit left part of a message out of its report ("Name:what was left out").
+LIMIT_DEFECTS = ("TooManyParts", "NestingTooDeep", "TooManyHeaderFields", "DecodedSizeLimit")
+
+
+def left_out_by_limits(defects: Sequence[str]) -> list[str]:
+    """What the parse limits left out of a report, e.g. "29000 of 30000 parts left out"."""
+    return [defect.partition(":")[2] for defect in defects if defect.partition(":")[0] in LIMIT_DEFECTS]
+
+
+def parse_message(raw: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> ParsedMessage:
     """Parse a message with mail-parser. A message over the limits (parts, nesting, header
     fields) is read by the standard library's walk of its first parts instead, and so is
     one mail-parser gives up on (a malformed encoded word, a recursion limit, a library
@@ -214,7 +224,7 @@ def first_own_text(part: email.message.Message, depth: int = 0) -> str | None:
     return storable_text(get_text(text).strip() if content_type == "text/html" else text)
 
 
-def own_attachment_digests(message: email.message.Message, limit: int = ParseLimits().max_parts) -> frozenset[str]:
+def own_attachment_digests(message: email.message.Message, limit: int = DEFAULT_LIMITS.max_parts) -> frozenset[str]:
     """sha256 of the files the author attached: leaf parts reached without entering a
     forwarded message (message/*), which is never the author's to pass on."""
     digests: set[str] = set()

@@ -372,11 +372,12 @@ _SAMPLE_REPORT = {
         {"filename": "capture.pcap", "content_type": "application/octet-stream", "size": 12_000_000, "sha256": "cd" * 32, "attached": False},
     ],
     "more_attachments": 3,
+    "left_out": ["29000 of 30000 parts left out"],
     "next_deadline": {"title": "Initial assessment", "due": "Mon 28 Dec 2026 17:00 CET"},
 }
 _QUIET_REPORT = _SAMPLE_REPORT | {
     "status": "new", "severity": None, "suggested_severity": None, "flag": None, "related": None, "assignee": None,
-    "credit_as": None, "urls": [], "attachments": [], "more_attachments": 0, "next_deadline": None,
+    "credit_as": None, "urls": [], "attachments": [], "more_attachments": 0, "left_out": [], "next_deadline": None,
 }
 _SAMPLE_MILESTONE = {"name": "assess", "title": "Initial assessment", "due": "Thu 26 Nov 2026 17:00 CET", "state": "warning", "left": "2h15m business time left"}
 _SAMPLE_DIGEST_ITEM = {"tracking_id": "SEC-2026-0042", "subject": "Stored XSS in profile page", "milestone": "Initial assessment", "due": "Mon 28 Dec 2026 17:00 CET"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import contextmanager
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from uuid import uuid4
@@ -26,16 +27,23 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'mailintake.db'}"
         return
+    with postgresql_schema_url("t") as url:
+        yield url
+
+
+@contextmanager
+def postgresql_schema_url(prefix: str) -> Iterator[str]:
+    """A URL of the test PostgreSQL whose search path is a fresh schema of its own, dropped
+    afterwards; skips the test when no PostgreSQL is configured."""
     base = os.environ.get(POSTGRES_ENV)
     if not base:
         pytest.skip(f"PostgreSQL variant needs {POSTGRES_ENV} (set by .ci/run)")
-    schema = f"t_{uuid4().hex[:16]}"
+    schema = f"{prefix}_{uuid4().hex[:16]}"
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
     try:
-        yield url.render_as_string(hide_password=False)
+        yield make_url(base).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
     finally:
         drop_schema(admin, schema)
         admin.dispose()

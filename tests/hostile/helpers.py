@@ -10,26 +10,22 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from email.message import EmailMessage
-from email.utils import make_msgid
 from pathlib import Path
 
-import dkim
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from mailintake.db import create_database_engine, session_factory, transaction, upgrade_database
 from mailintake.models import InboundMessage, Message, OutboxMessage, Report
-from mailintake.tokens import Side, key_from_text, reply_address
-from tests.daemon import REPO, TEST_TOKEN_KEY, DaemonProcess, write_config
-from tests.dkim_keys import PRIVATE_KEY, dkim_txt_record
+from tests.daemon import REPO, DaemonProcess, write_config
+from tests.dkim_keys import dkim_txt_record
 from tests.dns_server import TxtDnsServer
+from tests.integration.helpers import mail
 from tests.integration.relay import Received, Relay
 
 TEAM, LEADS, BOB = "team@example.com", "leads@example.com", "bob@example.com"
 SECURITY = "security@example.com"
 POLICY_A = (REPO / "presets" / "policy-a.toml").read_text()
-KEY = key_from_text(TEST_TOKEN_KEY)
 STAFF_ADDRESSES = frozenset({TEAM, LEADS})
 FINISHED_INBOUND = frozenset({"processed", "duplicate"})
 FINISHED_OUTBOX = frozenset({"sent", "failed"})
@@ -171,44 +167,13 @@ def running_stack(directory: Path, database_url: str, **overrides: object) -> It
             engine.dispose()
 
 
-def mail(
-    sender: str, to: str, subject: str, body: str, *, in_reply_to: str | None = None, message_id: str | None = None,
-    reply_to: str | None = None, extra: Sequence[tuple[str, str]] = (),
-) -> bytes:
-    """A plain text mail with CRLF line endings, as a mail client sends it."""
-    message = EmailMessage()
-    message["From"] = sender
-    message["To"] = to
-    message["Subject"] = subject
-    message["Date"] = "Tue, 24 Nov 2026 10:00:00 +0100"
-    message["Message-ID"] = message_id or make_msgid(domain=sender.rpartition("@")[2].strip(">"))
-    if reply_to:
-        message["Reply-To"] = reply_to
-    if in_reply_to:
-        message["In-Reply-To"] = in_reply_to
-        message["References"] = in_reply_to
-    for name, value in extra:
-        message[name] = value
-    message.set_content(body)
-    return message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
-
 
 def with_headers(raw: bytes, *lines: bytes) -> bytes:
     """Raw header lines put in front of a message, byte for byte."""
     return b"".join(line + b"\r\n" for line in lines) + raw
 
 
-def signed(raw: bytes, domain: bytes = b"example.com") -> bytes:
-    """DKIM-signed with the committed test key, selector `sel`, for `domain`."""
-    return dkim.sign(raw, b"sel", domain, PRIVATE_KEY) + raw
 
-
-def side_address(report_id: int, side: Side) -> str:
-    return reply_address(SECURITY, report_id, side, KEY)
-
-
-def plain(received: Received) -> str:
-    return received.message.get_body(("plain",)).get_content()
 
 
 def texts(received: Received) -> list[str]:

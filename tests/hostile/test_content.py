@@ -20,9 +20,9 @@ from mailintake.db import create_database_engine, transaction, upgrade_database
 from mailintake.models import InboundMessage
 from tests.daemon import REPO, write_config
 from tests.hostile.helpers import (
-    BOB, SECURITY, TEAM, Stack, header_names, mail, plain, reply_sha256_prefix, sha256_hex, side_address, signed, texts, wait_for,
+    BOB, SECURITY, TEAM, Stack, header_names, reply_sha256_prefix, sha256_hex, texts, wait_for,
 )
-from tests.integration.helpers import report_mail
+from tests.integration.helpers import mail, plain, report_mail, side_address, signed
 from tests.integration.relay import Relay
 from tests.integration.test_outbound import STAFF, outbox, send
 

@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailintake.tokens import key_from_text, reply_address
 from tests.daemon import TEST_TOKEN_KEY
-from tests.hostile.helpers import BOB, LEADS, SECURITY, STAFF_ADDRESSES, TEAM, Stack, mail, plain, side_address, signed, texts
-from tests.integration.helpers import wait_until_processed
+from tests.hostile.helpers import BOB, LEADS, SECURITY, STAFF_ADDRESSES, TEAM, Stack, texts
+from tests.integration.helpers import mail, plain, side_address, signed, wait_until_processed
 from tests.integration.test_conversation import (
     RESEARCHER,
     all_reports,

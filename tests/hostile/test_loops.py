@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailintake.db import transaction
 from mailintake.models import MilestoneRecord, OutboxMessage, Report
-from tests.hostile.helpers import LEADS, SECURITY, TEAM, Stack, mail, message_id, plain, with_headers
-from tests.integration.helpers import report_mail, reports, wait_until_processed
+from tests.hostile.helpers import LEADS, SECURITY, TEAM, Stack, message_id, with_headers
+from tests.integration.helpers import mail, plain, report_mail, reports, wait_until_processed
 from tests.integration.relay import Received, Relay
 from tests.integration.test_outbound import FIXTURES, STAFF, outbox, run_cli, send
 

@@ -20,7 +20,7 @@ from mailintake.intake import Delivery, store_delivery
 from mailintake.models import OutboxMessage, Reporter
 from mailintake.processing import process_inbound
 from tests.dkim_keys import PRIVATE_KEY
-from tests.integration.helpers import example_rules, inbound_rows, reports, wait_until_processed
+from tests.integration.helpers import example_rules, inbound_rows, mail, plain, reports, side_address, signed, wait_until_processed
 from tests.integration.relay import Relay
 from tests.integration.test_processing import DirectParser
 from tests.integration.test_conversation import (
@@ -32,12 +32,8 @@ from tests.integration.test_conversation import (
     conversation,  # noqa: F401 (fixture)
     deliver,
     dns_server,  # noqa: F401 (fixture)
-    mail,
     new_report,
-    plain,
     report_named,
-    side_address,
-    signed,
 )
 
 pytestmark = pytest.mark.slow
@@ -351,8 +347,9 @@ def test_finding_1_only_attach_sends_files_and_never_a_forwarded_mail_or_what_it
         deliver(daemon.port, signed(staff_mail_with_files(staff_side, "Our draft advisory, for your review.\n", own=True, forwarded=True)), staff_side, BOB)
         deliver(daemon.port, signed(staff_mail_with_files(staff_side, "#attach\n\nOur draft advisory, attached.\n", own=True, forwarded=True)), staff_side, BOB)
         deliver(daemon.port, signed(staff_mail_with_files(staff_side, "#attach\n\nSee the partner's mail.\n", own=False, forwarded=True)), staff_side, BOB)
-        wait_until_processed(sessions, 4)
-        relay.wait_for(5)
+        deliver(daemon.port, signed(staff_mail_with_files(staff_side, "#attach\n", own=True, forwarded=False)), staff_side, BOB)
+        wait_until_processed(sessions, 5)
+        relay.wait_for(6)
         time.sleep(1)
         relayed = [item for item in relay.to(RESEARCHER) if item is not ack]
         assert len(relayed) == 2
@@ -360,8 +357,9 @@ def test_finding_1_only_attach_sends_files_and_never_a_forwarded_mail_or_what_it
         assert sorted(files) == [[], ["advisory-draft.pdf"]]
         for item in relayed:
             assert b"roadmap" not in item.content and b"INTERNAL ONLY" not in item.content
-        [error] = [plain(item) for item in relay.to(BOB)]
-        assert "#attach: this reply has no file of your own attached" in error
+        no_own_file, no_text = [plain(item) for item in relay.to(BOB)]
+        assert "#attach: this reply has no file of your own attached" in no_own_file
+        assert "#attach: write a few lines to go with the files" in no_text
     finally:
         relay.stop()
 
@@ -421,3 +419,18 @@ def test_finding_5_a_staff_reply_whose_mail_cannot_be_built_is_reported_to_its_a
     finally:
         relay.stop()
     assert report_named(sessions, report.tracking_id).status == "triaged"
+
+
+def test_finding_2_staff_are_told_how_many_parts_the_report_left_out(daemon_factory, sessions: sessionmaker[Session]) -> None:
+    daemon = daemon_factory(intake={"max_parts": 50}, staff={"notify": [TEAM], "alerts": [LEADS]})
+    relay = Relay(daemon.relay_port).start()
+    try:
+        parts = b"".join(b"--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=p%d.bin\r\n\r\npart\r\n" % number for number in range(300))
+        raw = b"From: many@example.org\r\nSubject: Many parts\r\nMessage-ID: <many@example.org>\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n" + parts + b"--b--\r\n"
+        deliver(daemon.port, raw, "security@example.com", "many@example.org")
+        relay.wait_for(2)
+        [notification] = relay.to(TEAM)
+    finally:
+        relay.stop()
+    assert "250 of 300 parts left out" in plain(notification)
+    assert len(list(notification.message.iter_attachments())) == 50

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
+from collections.abc import Sequence
 from email.message import EmailMessage
+from email.utils import make_msgid
+from pathlib import Path
+
+import dkim
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -13,6 +17,12 @@ from mailintake.templates import Templates
 from mailintake.db import transaction
 from mailintake.processing import ProcessingRules
 from mailintake.models import InboundMessage, Report
+from mailintake.tokens import Side, key_from_text, reply_address
+from tests.daemon import TEST_TOKEN_KEY
+from tests.dkim_keys import PRIVATE_KEY
+from tests.integration.relay import Received
+
+REPLY_KEY = key_from_text(TEST_TOKEN_KEY)
 
 
 def report_mail(subject: str = "XSS in login form", sender: str = "researcher@example.org", message_id: str | None = "<r1@example.org>", body: str = "Steps to reproduce ...\nSuggested severity: high\n") -> bytes:
@@ -25,6 +35,45 @@ def report_mail(subject: str = "XSS in login form", sender: str = "researcher@ex
         message["Message-ID"] = message_id
     message.set_content(body)
     return message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+
+
+def mail(
+    sender: str, to: str, subject: str, body: str, *, in_reply_to: str | None = None, message_id: str | None = None,
+    html: str | None = None, reply_to: str | None = None, extra: Sequence[tuple[str, str]] = (),
+) -> bytes:
+    """A mail as a mail client sends it, CRLF line endings: `body` as plain text, or `html`
+    instead of it for an HTML-only mail."""
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = to
+    message["Subject"] = subject
+    message["Date"] = "Tue, 24 Nov 2026 10:00:00 +0100"
+    message["Message-ID"] = message_id or make_msgid(domain=sender.rpartition("@")[2].strip(">"))
+    if reply_to:
+        message["Reply-To"] = reply_to
+    if in_reply_to:
+        message["In-Reply-To"] = in_reply_to
+        message["References"] = in_reply_to
+    for name, value in extra:
+        message[name] = value
+    if html is None:
+        message.set_content(body)
+    else:
+        message.set_content(html, subtype="html")
+    return message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+
+
+def signed(raw: bytes, domain: bytes = b"example.com") -> bytes:
+    """DKIM-signed with the committed test key, selector `sel`, for `domain`."""
+    return dkim.sign(raw, b"sel", domain, PRIVATE_KEY) + raw
+
+
+def side_address(report_id: int, side: Side) -> str:
+    return reply_address("security@example.com", report_id, side, REPLY_KEY)
+
+
+def plain(received: Received) -> str:
+    return received.message.get_body(("plain",)).get_content()
 
 
 def wait_until_processed(sessions: sessionmaker[Session], expected_inbound: int, timeout: float = 30.0, allow_failed: bool = False) -> None:

@@ -9,21 +9,18 @@ import smtplib
 import time
 from collections.abc import Iterator
 from datetime import date, timedelta
-from email.message import EmailMessage
 from email.utils import make_msgid
 
-import dkim
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from mailintake.db import transaction
 from mailintake.models import Report
-from mailintake.tokens import key_from_text, reply_address
-from tests.daemon import REPO, TEST_TOKEN_KEY
-from tests.dkim_keys import PRIVATE_KEY, dkim_txt_record
+from tests.daemon import REPO
+from tests.dkim_keys import dkim_txt_record
 from tests.dns_server import TxtDnsServer
-from tests.integration.helpers import report_mail, wait_until_processed
+from tests.integration.helpers import mail, plain, report_mail, side_address, signed, wait_until_processed
 from tests.integration.relay import Received, Relay
 from tests.integration.test_outbound import run_cli, send, wait_for_outbox
 
@@ -33,7 +30,6 @@ REPLIES = REPO / "tests" / "fixtures" / "mail" / "replies"
 TEAM, LEADS, BOB = "team@example.com", "leads@example.com", "bob@example.com"
 RESEARCHER = "researcher@example.org"
 POLICY_A = (REPO / "presets" / "policy-a.toml").read_text()
-KEY = key_from_text(TEST_TOKEN_KEY)
 ETA = (date.today() + timedelta(days=60)).isoformat()
 
 
@@ -56,25 +52,6 @@ def conversation(daemon_factory, dns_server: tuple[str, int]):
     return start
 
 
-def signed(raw: bytes, domain: bytes = b"example.com") -> bytes:
-    return dkim.sign(raw, b"sel", domain, PRIVATE_KEY) + raw
-
-
-def mail(sender: str, to: str, subject: str, body: str, *, in_reply_to: str | None = None, html: str | None = None, message_id: str | None = None) -> bytes:
-    message = EmailMessage()
-    message["From"] = sender
-    message["To"] = to
-    message["Subject"] = subject
-    message["Date"] = "Tue, 24 Nov 2026 10:00:00 +0100"
-    message["Message-ID"] = message_id or make_msgid(domain=sender.rpartition("@")[2].strip(">"))
-    if in_reply_to:
-        message["In-Reply-To"] = in_reply_to
-        message["References"] = in_reply_to
-    if html is None:
-        message.set_content(body)
-    else:
-        message.set_content(html, subtype="html")
-    return message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
 
 
 def deliver(port: int, raw: bytes, recipient: str, sender: str) -> None:
@@ -82,12 +59,6 @@ def deliver(port: int, raw: bytes, recipient: str, sender: str) -> None:
         client.sendmail(sender, [recipient], raw)
 
 
-def side_address(report_id: int, side: str) -> str:
-    return reply_address("security@example.com", report_id, side, KEY)  # type: ignore[arg-type]
-
-
-def plain(received: Received) -> str:
-    return received.message.get_body(("plain",)).get_content()
 
 
 def report_named(sessions: sessionmaker[Session], tracking_id: str) -> Report:

@@ -44,6 +44,7 @@ REPORT = {
         {"filename": "poc.html", "content_type": "text/html", "size": 2048, "sha256": "ab" * 32, "attached": True},
     ],
     "more_attachments": 0,
+    "left_out": [],
 }
 DEADLINES = [
     {
