@@ -15,9 +15,9 @@ import random  # noqa: E402
 import time  # noqa: E402
 from datetime import date, datetime, timedelta, timezone  # noqa: E402
 
-from mailintake.calendar import BusinessCalendar, Closure  # noqa: E402
-from mailintake.durations import Duration, parse_duration  # noqa: E402
-from mailintake.sla import Policy, compute_schedule, policy_from_mapping  # noqa: E402
+from mailintake.calendar.business import BusinessCalendar, Closure  # noqa: E402
+from mailintake.calendar.durations import Duration, parse_duration  # noqa: E402
+from mailintake.sla.policy import Policy, compute_schedule, policy_from_mapping  # noqa: E402
 
 SEED = 20261120
 BASE = datetime(2026, 1, 1, tzinfo=timezone.utc)

@@ -26,8 +26,8 @@ from sqlalchemy import func, select
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from mailintake.db import create_database_engine, session_factory, transaction, upgrade_database  # noqa: E402
-from mailintake.models import InboundMessage  # noqa: E402
+from mailintake.storage.db import create_database_engine, session_factory, transaction, upgrade_database  # noqa: E402
+from mailintake.storage.models import InboundMessage  # noqa: E402
 
 
 def free_port() -> int:

@@ -21,11 +21,11 @@ from sqlalchemy import insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mailintake.calendar_admin import add_closure, effective_calendar, recompute_after_change  # noqa: E402
-from mailintake.config import load_config  # noqa: E402
-from mailintake.db import create_database_engine, session_factory, transaction, upgrade_database  # noqa: E402
-from mailintake.milestones import refresh_open_reports  # noqa: E402
-from mailintake.models import Report  # noqa: E402
+from mailintake.deadlines.closures import add_closure, effective_calendar, recompute_after_change  # noqa: E402
+from mailintake.config.schema import load_config  # noqa: E402
+from mailintake.storage.db import create_database_engine, session_factory, transaction, upgrade_database  # noqa: E402
+from mailintake.deadlines.milestones import refresh_open_reports  # noqa: E402
+from mailintake.storage.models import Report  # noqa: E402
 
 SEED = 20261123
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)

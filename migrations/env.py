@@ -5,8 +5,8 @@ import os
 
 from alembic import context
 
-from mailintake.db import create_database_engine
-from mailintake.models import Base
+from mailintake.storage.db import create_database_engine
+from mailintake.storage.models import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailintake.db import create_database_engine, session_factory, upgrade_database
+from mailintake.storage.db import create_database_engine, session_factory, upgrade_database
 from tests.daemon import DaemonProcess, write_config
 
 POSTGRES_ENV = "MAILINTAKE_TEST_DATABASE_URL"

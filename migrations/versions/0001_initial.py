@@ -6,7 +6,7 @@ Create Date: 2026-11-23
 """
 from alembic import op
 import sqlalchemy as sa
-import mailintake.models
+import mailintake.storage.models
 
 
 revision = '0001'
@@ -20,7 +20,7 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('address', sa.String(length=512), nullable=False),
     sa.Column('display_name', sa.String(length=512), nullable=False),
-    sa.Column('created_at', mailintake.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', mailintake.storage.models.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_reporters')),
     sa.UniqueConstraint('address', name=op.f('uq_reporters_address'))
     )
@@ -42,8 +42,8 @@ def upgrade() -> None:
     sa.Column('anonymous', sa.Boolean(), nullable=False),
     sa.Column('urls', sa.JSON(), nullable=False),
     sa.Column('endpoints', sa.JSON(), nullable=False),
-    sa.Column('received_at', mailintake.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('created_at', mailintake.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('received_at', mailintake.storage.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', mailintake.storage.models.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['reporter_id'], ['reporters.id'], name=op.f('fk_reports_reporter_id_reporters')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_reports')),
     sa.UniqueConstraint('origin_key', name=op.f('uq_reports_origin_key')),
@@ -55,7 +55,7 @@ def upgrade() -> None:
 
     op.create_table('inbound_messages',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('received_at', mailintake.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('received_at', mailintake.storage.models.UTCDateTime(timezone=True), nullable=False),
     sa.Column('protocol', sa.String(length=8), nullable=False),
     sa.Column('peer', sa.String(length=255), nullable=False),
     sa.Column('helo', sa.String(length=255), nullable=False),
@@ -67,8 +67,8 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('last_error', sa.String(length=500), nullable=True),
-    sa.Column('next_attempt_at', mailintake.models.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('processed_at', mailintake.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('next_attempt_at', mailintake.storage.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('processed_at', mailintake.storage.models.UTCDateTime(timezone=True), nullable=True),
     sa.Column('report_id', sa.Integer(), nullable=True),
     sa.ForeignKeyConstraint(['report_id'], ['reports.id'], name=op.f('fk_inbound_messages_report_id_reports')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_inbound_messages'))
@@ -88,8 +88,8 @@ def upgrade() -> None:
     sa.Column('subject', sa.Text(), nullable=False),
     sa.Column('message_id', sa.String(length=512), nullable=True),
     sa.Column('in_reply_to', sa.String(length=512), nullable=True),
-    sa.Column('date_header', mailintake.models.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('received_at', mailintake.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('date_header', mailintake.storage.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('received_at', mailintake.storage.models.UTCDateTime(timezone=True), nullable=False),
     sa.Column('body_text', sa.Text(), nullable=False),
     sa.Column('body_from_html', sa.Boolean(), nullable=False),
     sa.Column('raw_sha256', sa.String(length=64), nullable=False),

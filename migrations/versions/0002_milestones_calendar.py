@@ -6,7 +6,7 @@ Create Date: 2026-11-23
 """
 from alembic import op
 import sqlalchemy as sa
-import mailintake.models
+import mailintake.storage.models
 
 
 revision = '0002'
@@ -23,9 +23,9 @@ def upgrade() -> None:
     sa.Column('last_day', sa.Date(), nullable=False),
     sa.Column('name', sa.String(length=255), nullable=False),
     sa.Column('created_by', sa.String(length=255), nullable=False),
-    sa.Column('created_at', mailintake.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', mailintake.storage.models.UTCDateTime(timezone=True), nullable=False),
     sa.Column('removed_by', sa.String(length=255), nullable=True),
-    sa.Column('removed_at', mailintake.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('removed_at', mailintake.storage.models.UTCDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_calendar_changes'))
     )
     with op.batch_alter_table('calendar_changes', schema=None) as batch_op:
@@ -35,12 +35,12 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('report_id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=64), nullable=False),
-    sa.Column('started_at', mailintake.models.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('computed_due_at', mailintake.models.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('promised_due_at', mailintake.models.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('due_at', mailintake.models.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('warn_at', mailintake.models.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('met_at', mailintake.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('started_at', mailintake.storage.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('computed_due_at', mailintake.storage.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('promised_due_at', mailintake.storage.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('due_at', mailintake.storage.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('warn_at', mailintake.storage.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('met_at', mailintake.storage.models.UTCDateTime(timezone=True), nullable=True),
     sa.Column('met_by', sa.String(length=255), nullable=True),
     sa.Column('awaiting', sa.Boolean(), nullable=False),
     sa.ForeignKeyConstraint(['report_id'], ['reports.id'], name=op.f('fk_milestones_report_id_reports')),

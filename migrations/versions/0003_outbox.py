@@ -6,7 +6,7 @@ Create Date: 2026-11-23
 """
 from alembic import op
 import sqlalchemy as sa
-import mailintake.models
+import mailintake.storage.models
 
 
 revision = '0003'
@@ -28,11 +28,11 @@ def upgrade() -> None:
     sa.Column('content', sa.LargeBinary(), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
-    sa.Column('next_attempt_at', mailintake.models.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('claimed_until', mailintake.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('next_attempt_at', mailintake.storage.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('claimed_until', mailintake.storage.models.UTCDateTime(timezone=True), nullable=True),
     sa.Column('last_reply', sa.String(length=500), nullable=True),
-    sa.Column('created_at', mailintake.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('sent_at', mailintake.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', mailintake.storage.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('sent_at', mailintake.storage.models.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['report_id'], ['reports.id'], name=op.f('fk_outbox_report_id_reports')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_outbox')),
     sa.UniqueConstraint('key', name=op.f('uq_outbox_key'))

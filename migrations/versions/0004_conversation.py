@@ -6,7 +6,7 @@ Create Date: 2026-11-23
 """
 from alembic import op
 import sqlalchemy as sa
-import mailintake.models
+import mailintake.storage.models
 
 
 revision = '0004'
@@ -19,9 +19,9 @@ def upgrade() -> None:
     op.create_table('pauses',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('report_id', sa.Integer(), nullable=False),
-    sa.Column('started_at', mailintake.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('started_at', mailintake.storage.models.UTCDateTime(timezone=True), nullable=False),
     sa.Column('started_by', sa.String(length=255), nullable=False),
-    sa.Column('ended_at', mailintake.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('ended_at', mailintake.storage.models.UTCDateTime(timezone=True), nullable=True),
     sa.Column('ended_by', sa.String(length=255), nullable=True),
     sa.ForeignKeyConstraint(['report_id'], ['reports.id'], name=op.f('fk_pauses_report_id_reports')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_pauses'))

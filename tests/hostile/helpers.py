@@ -15,8 +15,8 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from mailintake.db import create_database_engine, session_factory, transaction, upgrade_database
-from mailintake.models import InboundMessage, Message, OutboxMessage, Report
+from mailintake.storage.db import create_database_engine, session_factory, transaction, upgrade_database
+from mailintake.storage.models import InboundMessage, Message, OutboxMessage, Report
 from tests.daemon import REPO, DaemonProcess, write_config
 from tests.dkim_keys import dkim_txt_record
 from tests.dns_server import TxtDnsServer

@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailintake.db import create_database_engine, transaction, upgrade_database
-from mailintake.models import InboundMessage
+from mailintake.storage.db import create_database_engine, transaction, upgrade_database
+from mailintake.storage.models import InboundMessage
 from tests.daemon import REPO, write_config
 from tests.hostile.helpers import (
     BOB, SECURITY, TEAM, Stack, header_names, reply_sha256_prefix, sha256_hex, texts, wait_for,

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailintake.db import create_database_engine, session_factory, upgrade_database
+from mailintake.storage.db import create_database_engine, session_factory, upgrade_database
 from tests.daemon import DaemonProcess, write_config
 from tests.hostile.helpers import LEADS, TEAM, send_and_reply
 from tests.integration.helpers import inbound_rows, report_mail, reports, wait_until_processed

@@ -10,7 +10,7 @@ import time
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailintake.tokens import key_from_text, reply_address
+from mailintake.core.tokens import key_from_text, reply_address
 from tests.daemon import TEST_TOKEN_KEY
 from tests.hostile.helpers import BOB, LEADS, SECURITY, STAFF_ADDRESSES, TEAM, Stack, texts
 from tests.integration.helpers import mail, plain, side_address, signed, wait_until_processed

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailintake.db import transaction
-from mailintake.models import MilestoneRecord, OutboxMessage, Report
+from mailintake.storage.db import transaction
+from mailintake.storage.models import MilestoneRecord, OutboxMessage, Report
 from tests.hostile.helpers import LEADS, SECURITY, TEAM, Stack, message_id, with_headers
 from tests.integration.helpers import mail, plain, report_mail, reports, wait_until_processed
 from tests.integration.relay import Received, Relay

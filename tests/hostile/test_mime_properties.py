@@ -24,8 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailintake.db import transaction
-from mailintake.models import InboundMessage, OutboxMessage
+from mailintake.storage.db import transaction
+from mailintake.storage.models import InboundMessage, OutboxMessage
 from tests.daemon import DaemonProcess
 from tests.hostile.helpers import LEADS, TEAM, Stack
 from tests.hostile.mime_strategies import CANARY, ENVELOPE_SENDER, INJECTED_RECIPIENT, HostileMail, Limits, hostile_mail

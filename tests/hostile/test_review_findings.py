@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailintake.db import transaction
-from mailintake.intake import Delivery, store_delivery
-from mailintake.models import OutboxMessage, Reporter
-from mailintake.processing import process_inbound
+from mailintake.storage.db import transaction
+from mailintake.intake.store import Delivery, store_delivery
+from mailintake.storage.models import OutboxMessage, Reporter
+from mailintake.pipeline import process_inbound
 from tests.dkim_keys import PRIVATE_KEY
 from tests.integration.helpers import example_rules, inbound_rows, mail, plain, reports, side_address, signed, wait_until_processed
 from tests.integration.relay import Relay

@@ -11,13 +11,13 @@ import dkim
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailintake.config import Config, load_config
-from mailintake.mailer import Mailer
-from mailintake.templates import Templates
-from mailintake.db import transaction
-from mailintake.processing import ProcessingRules
-from mailintake.models import InboundMessage, Report
-from mailintake.tokens import Side, key_from_text, reply_address
+from mailintake.config.schema import Config, load_config
+from mailintake.outbound.mailer import Mailer
+from mailintake.outbound.templates import Templates
+from mailintake.storage.db import transaction
+from mailintake.pipeline import ProcessingRules
+from mailintake.storage.models import InboundMessage, Report
+from mailintake.core.tokens import Side, key_from_text, reply_address
 from tests.daemon import TEST_TOKEN_KEY
 from tests.dkim_keys import PRIVATE_KEY
 from tests.integration.relay import Received

@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from mailintake.db import transaction
-from mailintake.models import Report
+from mailintake.storage.db import transaction
+from mailintake.storage.models import Report
 from tests.daemon import REPO
 from tests.dkim_keys import dkim_txt_record
 from tests.dns_server import TxtDnsServer
@@ -213,8 +213,8 @@ def test_with_auto_false_the_first_human_reply_acknowledges(conversation, sessio
 def test_replies_from_real_mail_clients_reach_the_reporter_as_only_what_staff_wrote(conversation, sessions: sessionmaker[Session]) -> None:
     """Outlook (HTML-only, RE:, winmail.dat), Gmail (top and bottom quote), Thunderbird,
     Apple Mail, mutt and a German Outlook (AW:) as the clients really send them."""
-    from mailintake.parsing import normalized_line_endings, parse_message
-    from mailintake.reply_text import clean_staff_reply
+    from mailintake.parse.message import normalized_line_endings, parse_message
+    from mailintake.conversation.reply_text import clean_staff_reply
 
     fixtures = sorted(REPLIES.glob("*.eml"))
     assert len(fixtures) >= 8

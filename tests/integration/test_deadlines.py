@@ -17,13 +17,13 @@ import icalendar
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from mailintake.calendar_admin import effective_calendar
-from mailintake.config import load_config
-from mailintake.db import transaction
-from mailintake.intake import Delivery, store_delivery
-from mailintake.milestones import meet_milestone, milestones_due_before, refresh_open_reports
-from mailintake.models import CalendarChange, MilestoneRecord, Report
-from mailintake.processing import ProcessingRules, process_inbound
+from mailintake.deadlines.closures import effective_calendar
+from mailintake.config.schema import load_config
+from mailintake.storage.db import transaction
+from mailintake.intake.store import Delivery, store_delivery
+from mailintake.deadlines.milestones import meet_milestone, milestones_due_before, refresh_open_reports
+from mailintake.storage.models import CalendarChange, MilestoneRecord, Report
+from mailintake.pipeline import ProcessingRules, process_inbound
 from tests.daemon import REPO
 from tests.integration.helpers import example_rules, report_mail, rules_for
 from tests.integration.test_processing import DirectParser

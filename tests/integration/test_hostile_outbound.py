@@ -22,9 +22,9 @@ from sqlalchemy import Engine, create_engine, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from mailintake.db import create_database_engine, session_factory, transaction, upgrade_database
-from mailintake.models import InboundMessage, OutboxMessage, Report
-from mailintake.tokens import key_from_text, reply_address
+from mailintake.storage.db import create_database_engine, session_factory, transaction, upgrade_database
+from mailintake.storage.models import InboundMessage, OutboxMessage, Report
+from mailintake.core.tokens import key_from_text, reply_address
 from tests.conftest import POSTGRES_ENV, drop_schema
 from tests.daemon import REPO, TEST_TOKEN_KEY, DaemonProcess, write_config
 from tests.integration.relay import Received, Relay
@@ -207,7 +207,7 @@ def test_a_template_failing_on_a_real_report_alerts_once_and_staff_still_hear_of
     assert f"acknowledgement for {first.tracking_id}" in text and "undefined value 'no_such_name'" in text
     log = setup.daemon.log()
     for report in (first, second):
-        assert f"ERROR mailintake.mailer: acknowledgement mail for {report.tracking_id} not sent: template " in log
+        assert f"ERROR mailintake.outbound.mailer: acknowledgement mail for {report.tracking_id} not sent: template " in log
     for secret in (TRIGGER, "reporter.example.org", "Secret steps"):
         assert secret not in log and secret not in text
 

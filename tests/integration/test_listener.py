@@ -21,13 +21,13 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailintake.clock import utc_now
-from mailintake.config import ConfigError, host_is_loopback, load_config
-from mailintake.db import transaction
-from mailintake.intake import GroupCommitStore
-from mailintake.listener import AcceptedRecipients, ConnectionLimits, IntakeHandler, SessionRules, protocol_factory
-from mailintake.models import Reporter
-from mailintake.tokens import key_from_text
+from mailintake.core.clock import utc_now
+from mailintake.config.schema import ConfigError, host_is_loopback, load_config
+from mailintake.storage.db import transaction
+from mailintake.intake.store import GroupCommitStore
+from mailintake.intake.listener import AcceptedRecipients, ConnectionLimits, IntakeHandler, SessionRules, protocol_factory
+from mailintake.storage.models import Reporter
+from mailintake.core.tokens import key_from_text
 from tests.daemon import TEST_TOKEN_KEY, write_config
 from tests.integration.helpers import inbound_rows, report_mail, reports, wait_until_processed
 from tests.integration.test_outbound import run_cli

@@ -16,15 +16,15 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from mailintake.calendar_admin import effective_calendar
-from mailintake.config import Config, load_config
-from mailintake.db import transaction
-from mailintake.intake import Delivery, store_delivery
-from mailintake.mailer import Mailer
-from mailintake.models import Message, OutboxMessage, Report
-from mailintake.parsing import parse_message
-from mailintake.processing import ProcessingRules, process_inbound
-from mailintake.templates import REQUIRED, SAMPLE_CONTEXTS, RenderedMail, Templates
+from mailintake.deadlines.closures import effective_calendar
+from mailintake.config.schema import Config, load_config
+from mailintake.storage.db import transaction
+from mailintake.intake.store import Delivery, store_delivery
+from mailintake.outbound.mailer import Mailer
+from mailintake.storage.models import Message, OutboxMessage, Report
+from mailintake.parse.message import parse_message
+from mailintake.pipeline import ProcessingRules, process_inbound
+from mailintake.outbound.templates import REQUIRED, SAMPLE_CONTEXTS, RenderedMail, Templates
 from tests.daemon import REPO, write_config
 
 MOMENT = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
@@ -141,7 +141,7 @@ def test_a_template_failing_on_real_data_alerts_once_and_mislabels_nothing(tmp_p
     templates = Templates(config.templates.dir)
     templates.check(REQUIRED)
     rules = ProcessingRules.from_config(config, Mailer(config, templates, config.secrets.reply_key()))
-    with caplog.at_level(logging.ERROR, logger="mailintake.mailer"):
+    with caplog.at_level(logging.ERROR, logger="mailintake.outbound.mailer"):
         for number in range(2):
             process(sessions, rules, report_with_attachment(subject=TRIGGER, sender=f"r{number}@reporter.example.org", message_id=f"<t{number}@reporter.example.org>"), sender=f"r{number}@reporter.example.org")
         process(sessions, rules, report_with_attachment(message_id="<fine@reporter.example.org>"))

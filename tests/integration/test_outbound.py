@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailintake.db import transaction
-from mailintake.models import MilestoneRecord, OutboxMessage
-from mailintake.tokens import ReplyToken, key_from_text, parse_reply_address
+from mailintake.storage.db import transaction
+from mailintake.storage.models import MilestoneRecord, OutboxMessage
+from mailintake.core.tokens import ReplyToken, key_from_text, parse_reply_address
 from tests.daemon import REPO, TEST_TOKEN_KEY
 from tests.integration.helpers import report_mail, reports
 from tests.integration.relay import Received, Relay

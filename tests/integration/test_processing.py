@@ -19,11 +19,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailintake.db import transaction
-from mailintake.intake import Delivery, store_delivery
-from mailintake.models import Attachment
-from mailintake.parsing import parse_message
-from mailintake.processing import DueDeliveries, process_inbound
+from mailintake.storage.db import transaction
+from mailintake.intake.store import Delivery, store_delivery
+from mailintake.storage.models import Attachment
+from mailintake.parse.message import parse_message
+from mailintake.pipeline import DueDeliveries, process_inbound
 from tests.daemon import REPO
 from tests.integration.helpers import example_rules, inbound_rows, report_mail, reports, wait_until_processed
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from mailintake.config import ConfigError, load_config
-from mailintake.mailer import MAX_LISTED_ATTACHMENTS, attachment_plan
-from mailintake.models import Attachment
+from mailintake.config.schema import ConfigError, load_config
+from mailintake.outbound.mailer import MAX_LISTED_ATTACHMENTS, attachment_plan
+from mailintake.storage.models import Attachment
 
 MINIMAL = '[intake]\naddresses = ["security@example.com"]\n'
 

@@ -14,7 +14,7 @@ import pytest
 from dkim.canonicalization import CanonicalizationPolicy
 from dkim.crypto import parse_pem_private_key
 
-from mailintake.authentication import (
+from mailintake.route.authentication import (
     MAX_DKIM_SIGNATURES,
     DnsUnavailable,
     NOT_A_MEMBER_REASON,
@@ -26,7 +26,7 @@ from mailintake.authentication import (
     policy_problem,
     staff_verdict,
 )
-from mailintake.parsing import normalized_line_endings
+from mailintake.parse.message import normalized_line_endings
 from tests.dkim_keys import PRIVATE_KEY, WEAK_PRIVATE_KEY, dkim_txt_record
 from tests.dns_server import TxtDnsServer
 

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailintake.calendar import (
+from mailintake.calendar.business import (
     BusinessCalendar,
     CalendarError,
     Closure,
@@ -24,7 +24,7 @@ from mailintake.calendar import (
     parse_hours,
     parse_workdays,
 )
-from mailintake.durations import Duration, DurationError, parse_duration
+from mailintake.calendar.durations import Duration, DurationError, parse_duration
 
 UTC = timezone.utc
 NINE_TO_FIVE = ((time(9), time(17)),)

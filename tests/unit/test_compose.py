@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailintake.compose import (
+from mailintake.outbound.compose import (
     MAX_REFERENCES,
     compose,
     message_bytes,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mailintake.config import ConfigError, load_config
-from mailintake.tokens import key_from_text
+from mailintake.config.schema import ConfigError, load_config
+from mailintake.core.tokens import key_from_text
 
 REPO = Path(__file__).resolve().parent.parent.parent
 MINIMAL = '[intake]\naddresses = ["security@example.com"]\n'

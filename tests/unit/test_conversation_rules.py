@@ -6,11 +6,11 @@ from datetime import datetime, timezone
 
 import pytest
 
-from mailintake.commands import parse_staff_reply
-from mailintake.config import StaffConfig
-from mailintake.conversation import assignee_address, pause_problems, without_name
-from mailintake.models import Pause, Report
-from mailintake.sla import policy_from_mapping
+from mailintake.conversation.commands import parse_staff_reply
+from mailintake.config.schema import StaffConfig
+from mailintake.conversation.replies import assignee_address, pause_problems, without_name
+from mailintake.storage.models import Pause, Report
+from mailintake.sla.policy import policy_from_mapping
 
 PAUSABLE = policy_from_mapping({"assess": {"within": "3 business days", "pausable": True}})
 FIXED = policy_from_mapping({"assess": {"within": "3 business days"}})

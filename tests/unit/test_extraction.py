@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailintake.extraction import asks_for_anonymity, credit_from, endpoints_from, severity_from, urls_from
+from mailintake.parse.statements import asks_for_anonymity, credit_from, endpoints_from, severity_from, urls_from
 
 
 @pytest.mark.parametrize(

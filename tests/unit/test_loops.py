@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mailintake.loops import is_our_address, no_auto_reply_reason, our_message_id
-from mailintake.parsing import parse_message
+from mailintake.route.machine_mail import is_our_address, no_auto_reply_reason, our_message_id
+from mailintake.parse.message import parse_message
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "mail"
 OURS = ("security@example.com", "psirt@example.com")

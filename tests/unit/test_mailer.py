@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailintake.mailer import ascii_address, mailable_attachment
+from mailintake.outbound.mailer import ascii_address, mailable_attachment
 
 
 @pytest.mark.parametrize(

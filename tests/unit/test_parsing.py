@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mailintake.parsing import ParseLimits, normalized_line_endings, origin_key, parse_message, safe_filename
+from mailintake.parse.message import ParseLimits, normalized_line_endings, origin_key, parse_message, safe_filename
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "mail"
 EXPECTED = tomllib.loads((FIXTURES / "expected.toml").read_text(encoding="utf-8"))

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailintake.parsing import parse_message
-from mailintake.reply_text import base_subject, clean_staff_reply
+from mailintake.parse.message import parse_message
+from mailintake.conversation.reply_text import base_subject, clean_staff_reply
 
 REPLIES = Path(__file__).resolve().parent.parent / "fixtures" / "mail" / "replies"
 PUBLIC = "security@example.com"

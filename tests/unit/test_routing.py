@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailintake.routing import (
+from mailintake.route.decision import (
     FOREIGN_REFERENCE,
     REPLY_ADDRESS_MISUSED,
     SEVERAL_REPORTS,
@@ -19,7 +19,7 @@ from mailintake.routing import (
     Route,
     route_of,
 )
-from mailintake.tokens import ReplyToken
+from mailintake.core.tokens import ReplyToken
 
 ALICE = "alice@researcher.test"
 MALLORY = "mallory@evil.test"

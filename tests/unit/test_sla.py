@@ -15,9 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailintake.calendar import BusinessCalendar
-from mailintake.durations import Duration, parse_duration
-from mailintake.sla import (
+from mailintake.calendar.business import BusinessCalendar
+from mailintake.calendar.durations import Duration, parse_duration
+from mailintake.sla.policy import (
     MET_BY_EVENTS,
     Milestone,
     MilestoneStatus,

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from mailintake.config import load_config
-from mailintake.daemon import checked_templates
-from mailintake.templates import (
+from mailintake.config.schema import load_config
+from mailintake.service.daemon import checked_templates
+from mailintake.outbound.templates import (
     REQUIRED,
     SAMPLE_CONTEXTS,
     RenderedMail,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mailintake.parsing import ParsedMessage, parse_message
+from mailintake.parse.message import ParsedMessage, parse_message
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "mail"
 TNEF_SIGNATURE = 0x223E9F78

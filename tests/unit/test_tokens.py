@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailintake.tokens import (
+from mailintake.core.tokens import (
     MAX_REPORT_ID,
     ReplyToken,
     checked_base,

@@ -1,0 +1,1 @@
+"""The business calendar, durations, month view and .ics export (pure)."""

@@ -1,0 +1,1 @@
+"""The mailintake command line, one module per command group."""

@@ -1,0 +1,1 @@
+"""The configuration schema, its defaults, loading and validation."""

@@ -1,0 +1,1 @@
+"""Staff commands and replies, reporter replies."""

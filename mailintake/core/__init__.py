@@ -1,0 +1,1 @@
+"""Vocabulary every stage shares: addresses, reply tokens, the clock."""

@@ -1,0 +1,1 @@
+"""Milestones in storage, admin closures and the effective calendar."""

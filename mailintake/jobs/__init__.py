@@ -1,0 +1,1 @@
+"""Periodic work: the SLA pass and the daily digest."""

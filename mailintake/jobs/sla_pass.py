@@ -1,0 +1,62 @@
+"""One SLA pass at a moment: warnings, breaches, escalations and progress reminders.
+
+Each alert's outbox key names the milestone and the deadline it is about, so running the
+pass again (next interval, after a restart, `sla check` by hand) enqueues nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session, selectinload
+
+from mailintake.calendar.business import BusinessCalendar
+from mailintake.outbound.mailer import Mailer
+from mailintake.deadlines.milestones import CLOSED_STATUSES
+from mailintake.storage.models import MilestoneRecord, Report
+from mailintake.sla.policy import Policy
+from mailintake.outbound.templates import TemplateError
+
+log = logging.getLogger(__name__)
+
+
+def milestones_needing_attention(session: Session, now: datetime) -> list[MilestoneRecord]:
+    return list(
+        session.scalars(
+            select(MilestoneRecord)
+            .join(Report)
+            .where(
+                MilestoneRecord.awaiting.is_(True),
+                or_(MilestoneRecord.warn_at <= now, MilestoneRecord.due_at < now),
+                Report.status.not_in(CLOSED_STATUSES),
+            )
+            .options(selectinload(MilestoneRecord.report).selectinload(Report.messages), selectinload(MilestoneRecord.report).selectinload(Report.milestones))
+            .order_by(MilestoneRecord.due_at, MilestoneRecord.id)
+        )
+    )
+
+
+def alert_kinds(record: MilestoneRecord, policy: Policy, now: datetime) -> tuple[str, ...]:
+    """Which alerts a milestone calls for at `now` (pure, given the record)."""
+    assert record.due_at is not None
+    if now > record.due_at:
+        return ("sla_breach", "sla_escalation")
+    recurring = record.name in policy.names and policy.milestone(record.name).recurring
+    return ("progress_reminder",) if recurring else ("sla_warning",)
+
+
+def sla_pass(session: Session, policy: Policy, calendar: BusinessCalendar, mailer: Mailer, now: datetime) -> list[str]:
+    """Enqueue the alerts due at `now`; returns the kinds newly enqueued."""
+    enqueued = []
+    for record in milestones_needing_attention(session, now):
+        for kind in alert_kinds(record, policy, now):
+            try:
+                with session.begin_nested():
+                    if mailer.sla_alert(session, kind, record, calendar, now):
+                        enqueued.append(kind)
+            except (ValueError, TemplateError) as error:
+                # One alert that cannot be built must not hold up the others.
+                log.error("%s for milestone %d could not be built (%s)", kind, record.id, type(error).__name__)
+    return enqueued

@@ -1,0 +1,1 @@
+"""Mail we send: templates, composition, notices, outbox, relay."""

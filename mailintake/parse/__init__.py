@@ -1,0 +1,1 @@
+"""Raw bytes to a parsed message, bounded, in a process pool."""

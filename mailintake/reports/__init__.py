@@ -1,0 +1,1 @@
+"""Reports: creation and the read model the CLI, templates and export use."""

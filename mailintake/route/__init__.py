@@ -1,0 +1,1 @@
+"""Who sent it and where it goes: staff authentication, machine mail, routing."""

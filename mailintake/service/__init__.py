@@ -1,0 +1,1 @@
+"""The daemon: listener, workers and scheduler in one process."""

@@ -1,0 +1,1 @@
+"""Disclosure policies and the deadlines they set (pure)."""

@@ -1,0 +1,1 @@
+"""Database models, engine, sessions and migrations."""
