@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-STATUSES = ("triaged", "accepted", "fixing", "resolved", "rejected", "duplicate", "out-of-scope")
-SEVERITIES = ("low", "medium", "high", "critical")
+from mailintake.core.vocabulary import SETTABLE_STATUSES as STATUSES, SEVERITIES, TRACKING_ID
+
 FLAGS = ("assessment", "internal", "wait", "resume", "attach")
 COMMAND_NAMES = ("status", "severity", "assign", "assessment", "eta", "internal", "credit", "bounty", "wait", "resume", "attach")
 
@@ -27,7 +27,6 @@ INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
 LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
 COMMAND_LIKE = re.compile(r"#[A-Za-z]")
 COMMAND_WORD = re.compile(r"#([A-Za-z][A-Za-z0-9_-]*)(.*)", re.DOTALL)
-TRACKING_ID = re.compile(r"[A-Za-z]{1,10}-[0-9]{4}-[0-9]{4,9}")
 ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 AMOUNT = re.compile(r"(?:0|[1-9][0-9]{0,8})(?:\.[0-9]{1,2})?")
 CURRENCY = re.compile(r"[A-Za-z]{3}")

@@ -31,6 +31,7 @@ from mailintake.conversation.reply_text import clean_staff_reply
 from mailintake.reports.records import inbound_message_row
 from mailintake.route.decision import Arrival, ReportParty, Route
 from mailintake.sla.policy import Policy
+from mailintake.core.vocabulary import tracking_tag_pattern
 from mailintake.core.tokens import ReplyToken, parse_reply_address
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ def referenced_reports(session: Session, message_ids: Sequence[str]) -> tuple[in
 
 
 def tagged_reports(session: Session, prefix: str, subject: str) -> tuple[int, ...]:
-    tags = re.findall(rf"\[({re.escape(prefix)}-[0-9]{{4}}-[0-9]{{4,9}})\]", subject, re.IGNORECASE)[:MAX_REFERENCED]
+    tags = re.findall(tracking_tag_pattern(prefix), subject, re.IGNORECASE)[:MAX_REFERENCED]
     if not tags:
         return ()
     rows = {tracking_id: report_id for tracking_id, report_id in session.execute(select(Report.tracking_id, Report.id).where(Report.tracking_id.in_([tag.upper() for tag in tags])))}

@@ -14,10 +14,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from mailintake.calendar.business import BusinessCalendar
+from mailintake.core.vocabulary import CLOSED_STATUSES
 from mailintake.storage.models import MilestoneRecord, Report
 from mailintake.sla.policy import MilestoneStatus, Policy, compute_schedule, state_at
 
-CLOSED_STATUSES = frozenset({"resolved", "rejected", "duplicate", "out-of-scope"})
 
 
 class UnknownMilestone(LookupError):

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from mailintake.calendar.business import BusinessCalendar
 from mailintake.outbound.mailer import Mailer
-from mailintake.deadlines.milestones import CLOSED_STATUSES
+from mailintake.core.vocabulary import CLOSED_STATUSES
 from mailintake.storage.models import MilestoneRecord, Report
 from mailintake.sla.policy import Policy
 from mailintake.outbound.templates import TemplateError

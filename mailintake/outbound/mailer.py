@@ -24,7 +24,8 @@ from mailintake.outbound.compose import compose, message_bytes, shortened_line
 from mailintake.config.schema import Config
 from mailintake.calendar.durations import duration_text
 from mailintake.route.machine_mail import LOOP_HEADER, no_auto_reply_reason, our_message_id
-from mailintake.deadlines.milestones import CLOSED_STATUSES, record_promise
+from mailintake.core.vocabulary import CLOSED_STATUSES, title_of
+from mailintake.deadlines.milestones import record_promise
 from mailintake.storage.models import Attachment, InboundMessage, Message, MilestoneRecord, Report
 from mailintake.outbound.outbox import Outgoing, auto_replies_since, enqueue, key_exists
 from mailintake.conversation.reply_text import base_subject
@@ -34,14 +35,6 @@ from mailintake.core.tokens import Side, reply_address
 
 log = logging.getLogger(__name__)
 
-MILESTONE_TITLES = {
-    "acknowledge": "Acknowledgement",
-    "confirm": "Confirmation of receipt",
-    "assess": "Initial assessment",
-    "update": "Progress update",
-    "resolve": "Resolution",
-    "notify_resolved": "Resolution notice",
-}
 STAFF_COMMANDS = (
     ("#status triaged|accepted|fixing|resolved|rejected|duplicate SEC-…|out-of-scope", "set the report's status"),
     ("#severity low|medium|high|critical", "set the severity (per-severity deadlines follow it)"),
@@ -438,10 +431,6 @@ def deadlines_of(report: Report, calendar: BusinessCalendar) -> list[dict[str, A
 
 
 REPORTER_VISIBLE = frozenset({"reporter_reply", "relayed", "notice"})
-
-
-def title_of(name: str) -> str:
-    return MILESTONE_TITLES.get(name, name.replace("_", " ").capitalize())
 
 
 def local_text(moment: datetime, calendar: BusinessCalendar) -> str:

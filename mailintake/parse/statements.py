@@ -10,7 +10,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-SEVERITIES = ("low", "medium", "high", "critical")
+from mailintake.core.vocabulary import SEVERITIES
+
 SEVERITY_SYNONYMS = {"moderate": "medium", "med": "medium", "crit": "critical"}
 SEVERITY_WORD = r"(low|medium|moderate|med|high|critical|crit)"
 MAX_CREDIT_LENGTH = 120

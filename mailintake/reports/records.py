@@ -9,6 +9,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
 
 from mailintake.storage.db import insert_ignoring_conflicts
+from mailintake.core.vocabulary import tracking_id
 from mailintake.storage.models import Attachment, InboundMessage, Message, MilestoneRecord, Report, Reporter, TrackingCounter
 from mailintake.parse.message import ParsedMessage
 
@@ -23,7 +24,7 @@ def next_tracking_id(session: Session, prefix: str, year: int) -> str:
     number = session.execute(
         update(TrackingCounter).where(TrackingCounter.year == year).values(last_number=TrackingCounter.last_number + 1).returning(TrackingCounter.last_number)
     ).scalar_one()
-    return f"{prefix}-{year}-{number:04d}"
+    return tracking_id(prefix, year, number)
 
 
 def report_with_origin(session: Session, origin_key: str) -> Report | None:

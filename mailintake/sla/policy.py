@@ -27,9 +27,9 @@ from typing import Literal
 
 from mailintake.calendar.business import UTC, BusinessCalendar, require_aware
 from mailintake.calendar.durations import Duration, DurationError, parse_duration
+from mailintake.core.vocabulary import SEVERITIES
 
 RECEIVED = "received"
-SEVERITIES = ("low", "medium", "high", "critical")
 MILESTONE_KEYS = ("after", "auto", "every", "met_by", "pausable", "severity", "until", "warn_at", "within")
 ACKNOWLEDGEMENT = "acknowledgement"
 REPLY = "reply"
