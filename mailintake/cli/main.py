@@ -33,7 +33,7 @@ from mailintake.storage.models import InboundMessage, OutboxMessage
 from mailintake.outbound.outbox import OutboxRetryRefused, outbox_rows, release_waiting, retry_now
 from mailintake.parse.pool import parser_pool_for
 from mailintake.pipeline import ProcessingRules, failed_inbound_ids, process_inbound
-from mailintake.reports.records import ReportNotFound, iso_utc, report_detail, report_summaries
+from mailintake.reports.read_model import ReportNotFound, iso_utc, report_detail, report_summaries
 from mailintake.service.scheduler import scheduled_pass
 from mailintake.outbound.templates import REQUIRED, TemplateError, Templates
 

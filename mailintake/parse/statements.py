@@ -10,7 +10,6 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from mailintake.core.vocabulary import SEVERITIES
 
 SEVERITY_SYNONYMS = {"moderate": "medium", "med": "medium", "crit": "critical"}
 SEVERITY_WORD = r"(low|medium|moderate|med|high|critical|crit)"
