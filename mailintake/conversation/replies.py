@@ -22,7 +22,8 @@ from mailintake.route.authentication import is_member
 from mailintake.calendar.business import BusinessCalendar
 from mailintake.conversation.commands import COMMAND_NAMES, StaffReply, parse_staff_reply
 from mailintake.config.schema import StaffConfig
-from mailintake.outbound.mailer import Mailer, attachment_plan
+from mailintake.outbound.mailer import Mailer
+from mailintake.reports.attachments import attachment_plan
 from mailintake.deadlines.milestones import meet_milestone, refresh_milestones
 from mailintake.storage.models import Attachment, InboundMessage, Message, OutboxMessage, Pause, Report
 from mailintake.outbound.outbox import Outgoing

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mailintake.config.schema import ConfigError, load_config
-from mailintake.outbound.mailer import MAX_LISTED_ATTACHMENTS, attachment_plan
+from mailintake.reports.attachments import MAX_LISTED_ATTACHMENTS, attachment_plan
 from mailintake.storage.models import Attachment
 
 MINIMAL = '[intake]\naddresses = ["security@example.com"]\n'

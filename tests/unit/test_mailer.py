@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mailintake.outbound.mailer import ascii_address, mailable_attachment
+from mailintake.outbound.mailer import ascii_address
+from mailintake.reports.attachments import mailable_attachment
 
 
 @pytest.mark.parametrize(
