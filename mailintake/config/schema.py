@@ -1,76 +1,74 @@
-"""Load and validate config.toml into frozen dataclasses.
+"""The settings of config.toml: one frozen dataclass per section, each key with its
+default and a one-line doc, stated here once.
 
-Every problem is reported as one ConfigError line naming the file, the key and what is
-wrong; callers print it and exit with status 2.
+config.example.toml shows every key with this default and explains it at length
+(tests/unit/config/test_config_example.py keeps the two in step); config/loading.py reads
+and validates a file into these classes.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import os
-import re
 import secrets
-import tomllib
-from dataclasses import dataclass
-from datetime import date, datetime, time
+from dataclasses import dataclass, field, fields
+from datetime import date, time
 from pathlib import Path
 from typing import Any
 
-import humanfriendly
+from mailintake.calendar.business import BusinessCalendar, Closure, RecurringClosure, parse_hours, parse_workdays
+from mailintake.config.staff_policy import StaffPolicy
+from mailintake.core.tokens import key_from_text
+from mailintake.sla.policy import Policy
 
-from mailintake.core.addresses import AddressError, normalized_addr_spec
-from mailintake.route.authentication import StaffPolicy, dns_server_address, policy_problem
-from mailintake.calendar.business import BusinessCalendar, CalendarError, Closure, RecurringClosure, parse_hours, parse_workdays
-from mailintake.calendar.durations import DurationError
-from mailintake.parse.message import ParseLimits
-from mailintake.sla.policy import Policy, PolicyError, policy_from_mapping
-from mailintake.core.tokens import checked_base, key_from_text
-
+# Environment variables that override keys (secrets stay out of the file in production).
 CONFIG_ENV = "MAILINTAKE_CONFIG"
 DATABASE_URL_ENV = "MAILINTAKE_DATABASE_URL"
 RELAY_PASSWORD_ENV = "MAILINTAKE_RELAY_PASSWORD"
 TOKEN_KEY_ENV = "MAILINTAKE_TOKEN_KEY"
-PROTOCOLS = ("smtp", "lmtp")
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-MAX_MESSAGE_SIZE = 500_000_000
-DOMAIN = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z][a-z0-9-]*[a-z0-9]")
 
 
 class ConfigError(Exception):
     """A config problem, phrased as one line for the operator."""
 
 
+def setting(default: Any, doc: str) -> Any:
+    """A key's default and its one-line doc."""
+    return field(default=default, metadata={"doc": doc})
+
+
+def default_of(settings: type, key: str) -> Any:
+    """The default of a key of a section whose class cannot be built without its required keys."""
+    return next(item.default for item in fields(settings) if item.name == key)
+
+
 @dataclass(frozen=True)
 class IntakeConfig:
-    addresses: tuple[str, ...]
-    reply_address: str
-    max_message_size: int
-    tracking_prefix: str = "SEC"
-    parse_timeout: float = 30.0
-    max_parse_attempts: int = 5
-    retry_interval: float = 60.0
-    store_timeout: float = 30.0
-    max_parts: int = 1000
-    parse_workers: int = 2
-
-    def parse_limits(self) -> ParseLimits:
-        return ParseLimits(max_parts=self.max_parts)
+    addresses: tuple[str, ...] = field(metadata={"doc": "Addresses this mailbox accepts mail for (RCPT TO); required"})
+    reply_address: str = field(metadata={"doc": "Base of the signed per-report reply addresses; default: the first of addresses"})
+    max_message_size: int = setting(25_000_000, "Largest message accepted, in bytes or as a size string such as \"25MB\"")
+    tracking_prefix: str = setting("SEC", "Letters before the year and counter of tracking ids (SEC-2026-0042)")
+    parse_timeout: float = setting(30.0, "Seconds one message may take to parse before it is marked failed")
+    max_parse_attempts: int = setting(5, "Processing attempts for a message before its report is made from headers and raw text")
+    retry_interval: float = setting(60.0, "Seconds between sweeps for pending deliveries; failed ones back off from it")
+    store_timeout: float = setting(30.0, "Seconds a delivery may wait for its commit before the sender gets 451")
+    max_parts: int = setting(1000, "MIME parts read into a report; the whole mail stays stored")
+    parse_workers: int = setting(2, "Messages parsed at once, each in its own bounded process")
 
 
 @dataclass(frozen=True)
 class ListenerConfig:
-    host: str = "127.0.0.1"
-    port: int = 8025
-    protocol: str = "smtp"
-    hostname: str = "mailintake.localhost"
-    shutdown_grace: float = 30.0
-    max_connections: int = 100
-    max_connections_per_ip: int = 20
-    idle_timeout: float = 300.0
-    data_timeout: float = 300.0
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    require_starttls: bool = False
+    host: str = setting("127.0.0.1", "Address the SMTP/LMTP listener binds to")
+    port: int = setting(8025, "Port the listener binds to (0: any free port)")
+    protocol: str = setting("smtp", "\"smtp\", or \"lmtp\" to be an LMTP delivery target")
+    hostname: str = setting("mailintake.localhost", "Name announced in the greeting and EHLO/LHLO reply")
+    shutdown_grace: float = setting(30.0, "Seconds `serve` waits on SIGTERM for in-flight work before exiting with 75")
+    max_connections: int = setting(100, "Connections open at once; one more gets 421 4.7.0")
+    max_connections_per_ip: int = setting(20, "Connections open at once from one peer address")
+    idle_timeout: float = setting(300.0, "Seconds a session may wait for its next command")
+    data_timeout: float = setting(300.0, "Seconds a transfer may go without receiving any data")
+    tls_cert: Path | None = setting(None, "PEM certificate (chain) for STARTTLS, relative to the config file; none: no STARTTLS")
+    tls_key: Path | None = setting(None, "Unencrypted PEM private key for STARTTLS, relative to the config file")
+    require_starttls: bool = setting(False, "Refuse MAIL before STARTTLS; default: true when tls_cert is set and host is not loopback")
 
     @property
     def on_loopback(self) -> bool:
@@ -79,37 +77,37 @@ class ListenerConfig:
 
 @dataclass(frozen=True)
 class DatabaseConfig:
-    url: str = "sqlite:///var/mailintake.db"
+    url: str = setting("sqlite:///var/mailintake.db", "SQLAlchemy URL; a relative SQLite path is relative to the config file")
 
 
 @dataclass(frozen=True)
 class LoggingConfig:
-    level: str = "INFO"
+    level: str = setting("INFO", "DEBUG, INFO, WARNING or ERROR")
 
 
 @dataclass(frozen=True)
 class RelayConfig:
-    host: str = "127.0.0.1"
-    port: int = 25
-    starttls: bool = False
-    tls: bool = False
-    username: str = ""
-    password: str = ""
-    timeout: float = 30.0
+    host: str = setting("127.0.0.1", "SMTP relay outbound mail is handed to")
+    port: int = setting(25, "Port of the relay")
+    starttls: bool = setting(False, "Upgrade the relay connection with STARTTLS")
+    tls: bool = setting(False, "Implicit TLS to the relay (e.g. port 465); excludes starttls")
+    username: str = setting("", "SMTP AUTH user name; empty: no AUTH")
+    password: str = setting("", "SMTP AUTH password (MAILINTAKE_RELAY_PASSWORD overrides it)")
+    timeout: float = setting(30.0, "Seconds for connecting and for each SMTP command")
 
 
 @dataclass(frozen=True)
 class StaffConfig:
-    notify: tuple[str, ...] = ()
-    alerts: tuple[str, ...] = ()
-    members: tuple[str, ...] = ()
-    authentication: tuple[str, ...] = ("dkim",)
-    trusted_authserv_id: str = ""
-    max_received_above_results: int = 1
-    dns_server: str = ""
-    signature_markers: tuple[str, ...] = ("-- ",)
-    anonymous_alias: bool = True
-    max_attachment_bytes: int = 10_000_000
+    notify: tuple[str, ...] = setting((), "Who gets a notification per new report, reporters' replies and the digest")
+    alerts: tuple[str, ...] = setting((), "Who gets escalations and security alerts; default: the notify list")
+    members: tuple[str, ...] = setting((), "Addresses or bare domains that may answer reports and give commands")
+    authentication: tuple[str, ...] = setting(("dkim",), "How a member's reply is authenticated: dkim, authentication-results or allowlist")
+    trusted_authserv_id: str = setting("", "authserv-id of our MX in Authentication-Results; required with authentication-results")
+    max_received_above_results: int = setting(1, "Received headers our own servers add above the trusted Authentication-Results")
+    dns_server: str = setting("", "DNS server for DKIM key lookups, e.g. \"127.0.0.1:53\"; empty: the system resolver")
+    signature_markers: tuple[str, ...] = setting(("-- ",), "Lines that start a signature in staff replies; it is not relayed")
+    anonymous_alias: bool = setting(True, "Show staff an alias instead of the address of a reporter who asked to stay anonymous")
+    max_attachment_bytes: int = setting(10_000_000, "Attachments passed on to staff up to this size each and in total; 0: list only")
 
     def policy(self) -> StaffPolicy:
         return StaffPolicy(
@@ -120,29 +118,29 @@ class StaffConfig:
 
 @dataclass(frozen=True)
 class TemplatesConfig:
-    dir: Path | None = None
-    organisation: str = "Example Corp"
-    policy_url: str = ""
+    dir: Path | None = setting(None, "Directory of own templates that take precedence over the shipped ones")
+    organisation: str = setting("Example Corp", "Organisation named in mail to reporters")
+    policy_url: str = setting("", "Link to the published disclosure policy, quoted in acknowledgements")
 
 
 @dataclass(frozen=True)
 class OutboxConfig:
-    max_attempts: int = 10
-    retry_interval: float = 60.0
-    auto_replies_per_hour: int = 5
+    max_attempts: int = setting(10, "Delivery attempts before a message is marked failed")
+    retry_interval: float = setting(60.0, "Seconds before the first retry, doubled each time")
+    auto_replies_per_hour: int = setting(5, "Automatic replies to one sender within an hour")
 
 
 @dataclass(frozen=True)
 class SchedulerConfig:
-    sla_interval: float = 60.0
-    outbox_interval: float = 30.0
-    digest_time: time | None = time(8, 30)
+    sla_interval: float = setting(60.0, "Seconds between SLA passes")
+    outbox_interval: float = setting(30.0, "Seconds between sweeps of the outbox")
+    digest_time: time | None = setting(time(8, 30), "Local time of the daily digest on business days; \"\": none")
 
 
 @dataclass(frozen=True)
 class SecretsConfig:
-    token_key: str = ""
-    dev_mode: bool = False
+    token_key: str = setting("", "HMAC key of the signed reply addresses (MAILINTAKE_TOKEN_KEY overrides it)")
+    dev_mode: bool = setting(False, "Development only: without a token_key, a random key per start")
 
     def reply_key(self) -> bytes:
         """The HMAC key of signed reply addresses; in dev mode without a key, a random one
@@ -156,13 +154,13 @@ class SecretsConfig:
 
 @dataclass(frozen=True)
 class CalendarConfig:
-    timezone: str = "UTC"
-    country: str | None = None
-    subdivision: str | None = None
-    categories: tuple[str, ...] = ("public",)
-    workdays: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri")
-    hours: tuple[str, ...] = ("09:00-17:00",)
-    closures: tuple[Closure | RecurringClosure, ...] = ()
+    timezone: str = setting("UTC", "IANA time zone of the office")
+    country: str | None = setting(None, "ISO country code of the public holidays; none: no public holidays")
+    subdivision: str | None = setting(None, "Subdivision of the country for its holidays")
+    categories: tuple[str, ...] = setting(("public",), "Which holiday categories count")
+    workdays: tuple[str, ...] = setting(("mon", "tue", "wed", "thu", "fri"), "Days with business hours")
+    hours: tuple[str, ...] = setting(("09:00-17:00",), "Business hours in local wall time")
+    closures: tuple[Closure | RecurringClosure, ...] = setting((), "Closed days, ranges or recurring rules besides the holidays")
 
     def business_calendar(self, extra_closures: tuple[Closure, ...] = (), worked_holidays: frozenset[date] = frozenset()) -> BusinessCalendar:
         """The calendar of this config plus the closures and worked holidays admins keep in the database."""
@@ -194,6 +192,7 @@ class Config:
     secrets: SecretsConfig
 
 
+# The [sla] section is no fixed set of keys: one [sla.NAME] table per milestone (sla/policy.py).
 KNOWN_SECTIONS = {
     "intake": IntakeConfig,
     "listener": ListenerConfig,
@@ -210,252 +209,6 @@ KNOWN_SECTIONS = {
 }
 
 
-def config_path_from(explicit: str | None) -> Path:
-    chosen = explicit or os.environ.get(CONFIG_ENV)
-    if not chosen:
-        raise ConfigError(f"no config file: pass --config PATH or set {CONFIG_ENV}")
-    return Path(chosen)
-
-
-def load_config(path: Path, environ: dict[str, str] | None = None) -> Config:
-    environ = dict(os.environ) if environ is None else environ
-    document = read_toml(path)
-    where = str(path)
-    reject_unknown_sections(document, where)
-    intake = intake_from(section(document, "intake", where), where)
-    listener = listener_from(section(document, "listener", where), where, path)
-    database = database_from(section(document, "database", where), where, path, environ)
-    logging_config = logging_from(section(document, "logging", where), where)
-    calendar = calendar_from(section(document, "calendar", where), where)
-    sla = sla_from(document.get("sla", {}), where)
-    relay = relay_from(section(document, "relay", where), where, environ)
-    staff = staff_from(section(document, "staff", where), where, intake)
-    templates = templates_from(section(document, "templates", where), where, path)
-    outbox = outbox_from(section(document, "outbox", where), where)
-    scheduler = scheduler_from(section(document, "scheduler", where), where)
-    secrets_config = secrets_from(section(document, "secrets", where), where, environ)
-    return Config(intake, listener, database, logging_config, calendar, sla, relay, staff, templates, outbox, scheduler, secrets_config)
-
-
-def secrets_from(table: dict[str, Any], where: str, environ: dict[str, str]) -> SecretsConfig:
-    token_key = environ.get(TOKEN_KEY_ENV) or string_or_empty(table, "token_key", "[secrets]", where)
-    if token_key:
-        try:
-            key_from_text(token_key)
-        except ValueError as error:
-            raise ConfigError(f"{where}: [secrets] token_key: {error}") from None
-    return SecretsConfig(token_key=token_key, dev_mode=flag(table, "dev_mode", False, "[secrets]", where))
-
-
-def relay_from(table: dict[str, Any], where: str, environ: dict[str, str]) -> RelayConfig:
-    defaults = RelayConfig()
-    port = table.get("port", defaults.port)
-    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
-        raise ConfigError(f"{where}: [relay] port must be an integer from 1 to 65535, got {port!r}")
-    starttls, tls = flag(table, "starttls", defaults.starttls, "[relay]", where), flag(table, "tls", defaults.tls, "[relay]", where)
-    if starttls and tls:
-        raise ConfigError(f"{where}: [relay] starttls and tls exclude each other (tls is implicit TLS, e.g. port 465)")
-    return RelayConfig(
-        host=text(table, "host", defaults.host, "[relay]", where),
-        port=port,
-        starttls=starttls,
-        tls=tls,
-        username=string_or_empty(table, "username", "[relay]", where),
-        password=environ.get(RELAY_PASSWORD_ENV) or string_or_empty(table, "password", "[relay]", where),
-        timeout=positive_number(table, "timeout", defaults.timeout, "[relay]", where, maximum=600),
-    )
-
-
-def staff_from(table: dict[str, Any], where: str, intake: IntakeConfig) -> StaffConfig:
-    lists = {}
-    ours = set(intake.addresses) | {intake.reply_address}
-    for key in ("notify", "alerts"):
-        values = string_list(table, key, (), "[staff]", where)
-        lists[key] = tuple(mailbox_address(value, f"[staff] {key}", where) for value in values)
-        if ours & set(lists[key]):
-            raise ConfigError(f"{where}: [staff] {key} must not contain an address of [intake] (a notification sent to it would come back as a new report)")
-    defaults = StaffConfig()
-    staff = StaffConfig(
-        notify=lists["notify"],
-        alerts=lists["alerts"] or lists["notify"],
-        members=tuple(member_entry(value, where) for value in string_list(table, "members", (), "[staff]", where)),
-        authentication=tuple(value.lower() for value in string_list(table, "authentication", defaults.authentication, "[staff]", where)),
-        trusted_authserv_id=string_or_empty(table, "trusted_authserv_id", "[staff]", where).strip(),
-        max_received_above_results=count(table, "max_received_above_results", defaults.max_received_above_results, "[staff]", where, maximum=20),
-        dns_server=string_or_empty(table, "dns_server", "[staff]", where).strip(),
-        signature_markers=string_list(table, "signature_markers", defaults.signature_markers, "[staff]", where),
-        anonymous_alias=flag(table, "anonymous_alias", defaults.anonymous_alias, "[staff]", where),
-        max_attachment_bytes=size_in_bytes(table.get("max_attachment_bytes", defaults.max_attachment_bytes), "[staff] max_attachment_bytes", where, 0, "10MB"),
-    )
-    problem = policy_problem(staff.policy())
-    if staff.dns_server:
-        try:
-            dns_server_address(staff.dns_server)
-        except ValueError as error:
-            raise ConfigError(f"{where}: [staff] dns_server: {error}") from None
-    if problem:
-        raise ConfigError(f"{where}: [staff] {problem}")
-    if ours & set(staff.members):
-        raise ConfigError(f"{where}: [staff] members must not contain an address of [intake]")
-    return staff
-
-
-def member_entry(value: str, where: str) -> str:
-    """A staff member: a full address, or a bare domain for everyone at it."""
-    if "@" in value:
-        return mailbox_address(value, "[staff] members", where)
-    domain = value.strip().lower()
-    if not DOMAIN.fullmatch(domain):
-        raise ConfigError(f"{where}: [staff] members: {value!r} is neither an address nor a domain like example.com")
-    return domain
-
-
-def templates_from(table: dict[str, Any], where: str, path: Path) -> TemplatesConfig:
-    defaults = TemplatesConfig()
-    directory = optional_text(table, "dir", "[templates]", where)
-    override = (path.parent / directory).resolve() if directory else None
-    if override is not None and not override.is_dir():
-        raise ConfigError(f"{where}: [templates] dir: {override} is not a directory")
-    return TemplatesConfig(
-        dir=override,
-        organisation=text(table, "organisation", defaults.organisation, "[templates]", where),
-        policy_url=string_or_empty(table, "policy_url", "[templates]", where),
-    )
-
-
-def outbox_from(table: dict[str, Any], where: str) -> OutboxConfig:
-    defaults = OutboxConfig()
-    return OutboxConfig(
-        max_attempts=int(positive_number(table, "max_attempts", defaults.max_attempts, "[outbox]", where, maximum=100, integer=True)),
-        retry_interval=positive_number(table, "retry_interval", defaults.retry_interval, "[outbox]", where, maximum=86_400),
-        auto_replies_per_hour=int(positive_number(table, "auto_replies_per_hour", defaults.auto_replies_per_hour, "[outbox]", where, maximum=10_000, integer=True)),
-    )
-
-
-def scheduler_from(table: dict[str, Any], where: str) -> SchedulerConfig:
-    defaults = SchedulerConfig()
-    digest = table.get("digest_time", "08:30")
-    if not isinstance(digest, str):
-        raise ConfigError(f"{where}: [scheduler] digest_time must be a local time like \"08:30\", or \"\" for no digest, got {digest!r}")
-    try:
-        digest_time = time.fromisoformat(digest) if digest else None
-    except ValueError:
-        raise ConfigError(f"{where}: [scheduler] digest_time: {digest!r} is not a time like \"08:30\"") from None
-    return SchedulerConfig(
-        sla_interval=positive_number(table, "sla_interval", defaults.sla_interval, "[scheduler]", where, maximum=86_400),
-        outbox_interval=positive_number(table, "outbox_interval", defaults.outbox_interval, "[scheduler]", where, maximum=86_400),
-        digest_time=digest_time,
-    )
-
-
-def flag(table: dict[str, Any], key: str, default: bool, name: str, where: str) -> bool:
-    value = table.get(key, default)
-    if not isinstance(value, bool):
-        raise ConfigError(f"{where}: {name} {key} must be true or false, got {value!r}")
-    return value
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read config file ({error.strerror})") from None
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path}: not valid TOML: {error}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not valid TOML: the file is not UTF-8") from None
-
-
-def reject_unknown_sections(document: dict[str, Any], where: str) -> None:
-    for name in document:
-        if name not in KNOWN_SECTIONS:
-            known = ", ".join(f"[{known}]" for known in KNOWN_SECTIONS)
-            raise ConfigError(f"{where}: unknown section [{name}] (known: {known})")
-
-
-def section(document: dict[str, Any], name: str, where: str) -> dict[str, Any]:
-    """A fixed-key section; the milestone tables under [sla] are checked by sla_from."""
-    table = document.get(name, {})
-    if not isinstance(table, dict):
-        raise ConfigError(f"{where}: [{name}] must be a table")
-    allowed = KNOWN_SECTIONS[name].__dataclass_fields__
-    for key in table:
-        if key not in allowed:
-            raise ConfigError(f"{where}: [{name}] unknown key '{key}'")
-    return table
-
-
-def intake_from(table: dict[str, Any], where: str) -> IntakeConfig:
-    defaults = IntakeConfig((), "", 0)
-    if "addresses" not in table:
-        raise ConfigError(f"{where}: [intake] addresses is required (e.g. [\"security@example.com\"])")
-    addresses = table["addresses"]
-    if not isinstance(addresses, list) or not addresses:
-        raise ConfigError(f"{where}: [intake] addresses must be a non-empty list of addresses")
-    parsed = tuple(mailbox_address(value, "[intake] addresses", where) for value in addresses)
-    reply = table.get("reply_address", parsed[0])
-    if isinstance(reply, str) and not reply.isascii():
-        raise ConfigError(f"{where}: [intake] reply_address must be ASCII (use the punycode form of an international domain)")
-    try:
-        checked_base(str(reply))
-    except ValueError as error:
-        raise ConfigError(f"{where}: [intake] reply_address: {error}") from None
-    return IntakeConfig(
-        addresses=parsed,
-        reply_address=mailbox_address(reply, "[intake] reply_address", where),
-        max_message_size=size_in_bytes(table.get("max_message_size", "25MB"), "[intake] max_message_size", where, 1024, "25MB"),
-        tracking_prefix=tracking_prefix(table.get("tracking_prefix", defaults.tracking_prefix), where),
-        parse_timeout=positive_number(table, "parse_timeout", defaults.parse_timeout, "[intake]", where, maximum=3600),
-        max_parse_attempts=int(positive_number(table, "max_parse_attempts", defaults.max_parse_attempts, "[intake]", where, integer=True, maximum=100)),
-        retry_interval=positive_number(table, "retry_interval", defaults.retry_interval, "[intake]", where, maximum=86_400),
-        store_timeout=positive_number(table, "store_timeout", defaults.store_timeout, "[intake]", where, maximum=600),
-        max_parts=int(positive_number(table, "max_parts", defaults.max_parts, "[intake]", where, integer=True, maximum=100_000)),
-        parse_workers=int(positive_number(table, "parse_workers", defaults.parse_workers, "[intake]", where, integer=True, maximum=64)),
-    )
-
-
-def listener_from(table: dict[str, Any], where: str, path: Path) -> ListenerConfig:
-    defaults = ListenerConfig()
-    host = text(table, "host", defaults.host, "[listener]", where)
-    port = table.get("port", defaults.port)
-    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
-        raise ConfigError(f"{where}: [listener] port must be an integer from 0 to 65535, got {port!r}")
-    protocol = text(table, "protocol", defaults.protocol, "[listener]", where).lower()
-    if protocol not in PROTOCOLS:
-        raise ConfigError(f"{where}: [listener] protocol must be \"smtp\" or \"lmtp\", got {protocol!r}")
-    hostname = text(table, "hostname", defaults.hostname, "[listener]", where)
-    grace = positive_number(table, "shutdown_grace", defaults.shutdown_grace, "[listener]", where, maximum=3600)
-    tls_cert, tls_key = (listener_file(table, key, where, path) for key in ("tls_cert", "tls_key"))
-    if (tls_cert is None) != (tls_key is None):
-        raise ConfigError(f"{where}: [listener] tls_cert and tls_key go together: set both or neither")
-    require_starttls = flag(table, "require_starttls", tls_cert is not None and not host_is_loopback(host), "[listener]", where)
-    if require_starttls and tls_cert is None:
-        raise ConfigError(f"{where}: [listener] require_starttls needs tls_cert and tls_key")
-    return ListenerConfig(
-        host=host,
-        port=port,
-        protocol=protocol,
-        hostname=hostname,
-        shutdown_grace=grace,
-        max_connections=int(positive_number(table, "max_connections", defaults.max_connections, "[listener]", where, maximum=10_000, integer=True)),
-        max_connections_per_ip=int(positive_number(table, "max_connections_per_ip", defaults.max_connections_per_ip, "[listener]", where, maximum=10_000, integer=True)),
-        idle_timeout=positive_number(table, "idle_timeout", defaults.idle_timeout, "[listener]", where, maximum=3600),
-        data_timeout=positive_number(table, "data_timeout", defaults.data_timeout, "[listener]", where, maximum=3600),
-        tls_cert=tls_cert,
-        tls_key=tls_key,
-        require_starttls=require_starttls,
-    )
-
-
-def listener_file(table: dict[str, Any], key: str, where: str, path: Path) -> Path | None:
-    """A TLS file, relative to the config file; it is read when `serve` starts, as the daemon's user."""
-    name = optional_text(table, key, "[listener]", where)
-    return (path.parent / name).resolve() if name else None
-
-
 def host_is_loopback(host: str) -> bool:
     """Only a loopback address or `localhost`; any other name may be reachable from outside."""
     if host.lower() == "localhost":
@@ -467,147 +220,3 @@ def host_is_loopback(host: str) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return address.is_loopback
-
-
-def database_from(table: dict[str, Any], where: str, path: Path, environ: dict[str, str]) -> DatabaseConfig:
-    url = environ.get(DATABASE_URL_ENV) or text(table, "url", DatabaseConfig().url, "[database]", where)
-    if "://" not in url:
-        raise ConfigError(f"{where}: [database] url must be an SQLAlchemy URL such as sqlite:///var/mailintake.db")
-    return DatabaseConfig(url=sqlite_url_relative_to(url, path.parent))
-
-
-def logging_from(table: dict[str, Any], where: str) -> LoggingConfig:
-    level = text(table, "level", LoggingConfig().level, "[logging]", where).upper()
-    if level not in LOG_LEVELS:
-        raise ConfigError(f"{where}: [logging] level must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
-    return LoggingConfig(level=level)
-
-
-def calendar_from(table: dict[str, Any], where: str) -> CalendarConfig:
-    defaults = CalendarConfig()
-    try:
-        calendar = CalendarConfig(
-            timezone=text(table, "timezone", defaults.timezone, "[calendar]", where),
-            country=optional_text(table, "country", "[calendar]", where),
-            subdivision=optional_text(table, "subdivision", "[calendar]", where),
-            categories=string_list(table, "categories", defaults.categories, "[calendar]", where),
-            workdays=string_list(table, "workdays", defaults.workdays, "[calendar]", where),
-            hours=string_list(table, "hours", defaults.hours, "[calendar]", where),
-            closures=closures_from(table.get("closures", []), where),
-        )
-        calendar.business_calendar()
-    except (CalendarError, DurationError) as error:
-        raise ConfigError(f"{where}: [calendar] {error}") from None
-    return calendar
-
-
-def closures_from(items: Any, where: str) -> tuple[Closure | RecurringClosure, ...]:
-    if not isinstance(items, list):
-        raise ConfigError(f"{where}: [calendar] closures must be a list of tables like {{ start = 2026-12-28, end = 2026-12-31, name = \"year-end shutdown\" }}")
-    return tuple(closure_from(item, where) for item in items)
-
-
-def closure_from(item: Any, where: str) -> Closure | RecurringClosure:
-    if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-        raise ConfigError(f"{where}: [calendar] closures: each closure needs a name and either start (and end) dates or a rule, got {item!r}")
-    unknown = set(item) - {"start", "end", "name", "rule"}
-    if unknown:
-        raise ConfigError(f"{where}: [calendar] closures: unknown key '{sorted(unknown)[0]}'")
-    if "rule" in item:
-        return RecurringClosure(rule=str(item["rule"]), name=item["name"])
-    start, end = item.get("start"), item.get("end", item.get("start"))
-    if not isinstance(start, date) or isinstance(start, datetime) or not isinstance(end, date) or isinstance(end, datetime):
-        raise ConfigError(f"{where}: [calendar] closures: {item['name']!r} needs start (and optional end) as TOML dates like 2026-12-28")
-    return Closure(start=start, end=end, name=item["name"])
-
-
-def sla_from(tables: Any, where: str) -> Policy:
-    try:
-        return policy_from_mapping(tables)
-    except (PolicyError, DurationError) as error:
-        raise ConfigError(f"{where}: {error}") from None
-
-
-def sqlite_url_relative_to(url: str, base: Path) -> str:
-    """A relative SQLite path is taken relative to the config file, not the working directory."""
-    prefix, _, rest = url.partition(":///")
-    if not prefix.startswith("sqlite") or not rest or rest.startswith("/") or rest.startswith(":memory:"):
-        return url
-    return f"{prefix}:///{(base / rest).resolve()}"
-
-
-def mailbox_address(value: Any, key: str, where: str) -> str:
-    if not isinstance(value, str):
-        raise ConfigError(f"{where}: {key} must be a string address, got {value!r}")
-    try:
-        return normalized_addr_spec(value)
-    except AddressError as error:
-        raise ConfigError(f"{where}: {key}: {error}") from None
-
-
-def size_in_bytes(value: Any, key: str, where: str, minimum: int, example: str) -> int:
-    """A size as bytes or a string like "25MB"."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        size = value
-    elif isinstance(value, str):
-        try:
-            size = humanfriendly.parse_size(value)
-        except humanfriendly.InvalidSize:
-            raise ConfigError(f"{where}: {key}: {value!r} is not a size (use bytes, \"{example}\" or \"{example[:-2]}MiB\")") from None
-    else:
-        raise ConfigError(f"{where}: {key} must be bytes or a string such as \"{example}\", got {value!r}")
-    if not minimum <= size <= MAX_MESSAGE_SIZE:
-        lowest = f"{minimum} bytes" if minimum else "0"
-        raise ConfigError(f"{where}: {key} must be from {lowest} to {MAX_MESSAGE_SIZE // 1_000_000}MB, got {size}")
-    return size
-
-
-def tracking_prefix(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not value.isascii() or not value.isalpha() or not 1 <= len(value) <= 10:
-        raise ConfigError(f"{where}: [intake] tracking_prefix must be 1 to 10 ASCII letters, got {value!r}")
-    return value.upper()
-
-
-def text(table: dict[str, Any], key: str, default: str, name: str, where: str) -> str:
-    value = table.get(key, default)
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{where}: {name} {key} must be a non-empty string, got {value!r}")
-    return value
-
-
-def string_or_empty(table: dict[str, Any], key: str, name: str, where: str) -> str:
-    value = table.get(key, "")
-    if not isinstance(value, str):
-        raise ConfigError(f"{where}: {name} {key} must be a string, got {type(value).__name__}")
-    return value
-
-
-def optional_text(table: dict[str, Any], key: str, name: str, where: str) -> str | None:
-    if key not in table or table[key] == "":
-        return None
-    return text(table, key, "", name, where)
-
-
-def string_list(table: dict[str, Any], key: str, default: tuple[str, ...], name: str, where: str) -> tuple[str, ...]:
-    value = table.get(key, list(default))
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise ConfigError(f"{where}: {name} {key} must be a string or a list of strings, got {value!r}")
-    return tuple(value)
-
-
-def count(table: dict[str, Any], key: str, default: int, name: str, where: str, maximum: int) -> int:
-    value = table.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= maximum:
-        raise ConfigError(f"{where}: {name} {key} must be an integer from 0 to {maximum}, got {value!r}")
-    return value
-
-
-def positive_number(table: dict[str, Any], key: str, default: float, name: str, where: str, maximum: float, integer: bool = False) -> float:
-    value = table.get(key, default)
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or not 0 < value <= maximum:
-        kind = "a positive integer" if integer else "a positive number"
-        raise ConfigError(f"{where}: {name} {key} must be {kind} up to {maximum:g}, got {value!r}")
-    return value

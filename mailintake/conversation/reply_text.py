@@ -16,18 +16,22 @@ from dataclasses import dataclass
 import quotequail
 from mailparser_reply.constants import MAIL_LANGUAGES
 
+from mailintake.parse.headers import MAX_SUBJECT_LENGTH
+
 # quotequail's patterns are super-linear in the length of a line and its header search in
 # the number of lines, so it sees at most this many lines, each cut to this width; a quote
 # header is short and near the top of what is left. Text beyond the window counts as quoted.
 QUOTE_SEARCH_LINES = 1000
 QUOTE_SEARCH_WIDTH = 200
 MAX_REPLY_SEGMENTS = 20
-MAX_SUBJECT_LENGTH = 2000
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 REPLY_PREFIXES = r"re|aw|sv|antw(?:ort)?|fwd?|wg|tr|odp"
-TRACKING_TAG = r"\[[A-Za-z][A-Za-z0-9]{0,19}-[0-9]{4}-[0-9]{1,12}\]"
-LEADING_PREFIXES = re.compile(rf"(?:\s*(?:(?:{REPLY_PREFIXES})(?:\s*\[[0-9]{{1,6}}\])?\s*:|{TRACKING_TAG}))*\s*", re.IGNORECASE)
-TRAILING_TAGS = re.compile(rf"(?:\s*{TRACKING_TAG})+\s*\Z", re.IGNORECASE)
+# Any bracketed id shaped like a tracking id, not only ours (core/vocabulary.py has that
+# grammar): base_subject is not told the configured prefix, which may also have changed
+# since the subject was written, so it strips every tag that may be one of ours.
+ANY_TRACKING_TAG = r"\[[A-Za-z][A-Za-z0-9]{0,19}-[0-9]{4}-[0-9]{1,12}\]"
+LEADING_PREFIXES = re.compile(rf"(?:\s*(?:(?:{REPLY_PREFIXES})(?:\s*\[[0-9]{{1,6}}\])?\s*:|{ANY_TRACKING_TAG}))*\s*", re.IGNORECASE)
+TRAILING_TAGS = re.compile(rf"(?:\s*{ANY_TRACKING_TAG})+\s*\Z", re.IGNORECASE)
 # mail-parser-reply's own "Sent from my iPhone" / "Get Outlook for iOS" rule, every language.
 SENT_FROM = re.compile(
     "(?:{}) ?(?:[\\w.<>:/ ]+|(?:\\w+ ){{1,3}})".format("|".join(f"(?:{rules['sent_from']})" for rules in MAIL_LANGUAGES.values() if rules.get("sent_from"))),

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailintake.parse.message import parse_message
 from mailintake.conversation.reply_text import base_subject, clean_staff_reply
+from mailintake.parse.message import parse_message
 
-REPLIES = Path(__file__).resolve().parent.parent / "fixtures" / "mail" / "replies"
+REPLIES = Path(__file__).resolve().parents[2] / "fixtures" / "mail" / "replies"
 PUBLIC = "security@example.com"
 STAFF_SIDE = "security+s1-abcdefghijklmnop@example.com"
 NOTIFICATION = (

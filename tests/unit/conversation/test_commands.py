@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from inscriptis import get_text
 
-from mailintake.conversation.commands import Command, StaffReply, parse_staff_reply
+from mailintake.conversation.commands.base import Command, StaffReply
+from mailintake.conversation.commands.parser import parse_staff_reply
 
 
 def only(reply: StaffReply) -> Command:
@@ -338,8 +339,8 @@ def test_text_is_the_input_minus_the_command_block(block: list[str], rest: str) 
 
 
 def test_every_command_is_in_the_help_list_staff_get() -> None:
-    from mailintake.conversation.commands import COMMAND_NAMES
-    from mailintake.outbound.mailer import STAFF_COMMANDS
+    from mailintake.conversation.commands.registry import COMMAND_NAMES
+    from mailintake.outbound.notices import STAFF_COMMANDS
 
     listed = " ".join(f"{usage} {text}" for usage, text in STAFF_COMMANDS)
     assert [name for name in COMMAND_NAMES if f"#{name}" not in listed] == []
