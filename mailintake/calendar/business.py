@@ -32,6 +32,7 @@ import holidays
 from dateutil.rrule import rruleset, rrulestr
 
 from mailintake.calendar.durations import Duration
+from mailintake.calendar.ranges import format_short_range
 
 UTC = timezone.utc
 ONE_DAY = timedelta(days=1)
@@ -224,17 +225,7 @@ def format_skipped_days(skipped: Iterable[SkippedDay]) -> list[str]:
             runs[-1] = (runs[-1][0], day, reason)
         else:
             runs.append((day, day, reason))
-    return [f"{_format_date_range(first, last)} {reason}" for first, last, reason in runs]
-
-
-def _format_date_range(first: date, last: date) -> str:
-    if first == last:
-        return first.isoformat()
-    if first.year != last.year:
-        return f"{first.isoformat()}..{last.isoformat()}"
-    if first.month != last.month:
-        return f"{first.isoformat()}..{last:%m-%d}"
-    return f"{first.isoformat()}..{last:%d}"
+    return [f"{format_short_range(first, last)} {reason}" for first, last, reason in runs]
 
 
 class _Caches:

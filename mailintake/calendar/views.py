@@ -11,7 +11,8 @@ from datetime import date, datetime, timedelta
 import icalendar
 
 from mailintake.calendar.business import BusinessCalendar
-from mailintake.deadlines.closures import CalendarEntry, format_range
+from mailintake.calendar.entries import CalendarEntry
+from mailintake.calendar.ranges import format_range
 
 MARKS = {"business": " ", "weekend": "·", "holiday": "H", "closure": "C"}
 LEGEND = "· weekend   H public holiday   C closure   (unmarked: business day)"

@@ -4,7 +4,6 @@ recomputes the deadlines of open reports in the same transaction."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
 
@@ -12,6 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailintake.calendar.business import BusinessCalendar, Closure
+from mailintake.calendar.entries import CalendarEntry
+from mailintake.calendar.ranges import format_range
 from mailintake.config.schema import CalendarConfig
 from mailintake.deadlines.milestones import refresh_open_reports
 from mailintake.storage.models import CalendarChange
@@ -23,16 +24,6 @@ WORKED_HOLIDAY = "worked_holiday"
 
 class CalendarAdminError(ValueError):
     """An admin request that cannot be carried out; nothing was written."""
-
-
-@dataclass(frozen=True)
-class CalendarEntry:
-    first_day: date
-    last_day: date
-    name: str
-    source: str
-    changed_by: str | None = None
-    changed_at: datetime | None = None
 
 
 def active_changes(session: Session) -> list[CalendarChange]:
@@ -54,7 +45,7 @@ def calendar_for(config: CalendarConfig, closures: tuple[Closure, ...], worked: 
 
 def add_closure(session: Session, first_day: date, last_day: date, name: str, by: str, now: datetime) -> CalendarChange:
     if last_day < first_day:
-        raise CalendarAdminError(f"closure {first_day.isoformat()}..{last_day.isoformat()} ends before it starts")
+        raise CalendarAdminError(f"closure {format_range(first_day, last_day)} ends before it starts")
     if not name.strip():
         raise CalendarAdminError("a closure needs a name, e.g. \"year-end shutdown\"")
     change = CalendarChange(kind=CLOSURE, first_day=first_day, last_day=last_day, name=name.strip(), created_by=by, created_at=now)
@@ -93,10 +84,6 @@ def calendar_entries(session: Session, config: CalendarConfig, year: int) -> lis
             source = "closure (admin)" if change.kind == CLOSURE else "worked holiday (admin)"
             entries.append(CalendarEntry(change.first_day, change.last_day, change.name, source, change.created_by, change.created_at))
     return sorted(entries, key=lambda entry: (entry.first_day, entry.source))
-
-
-def format_range(first_day: date, last_day: date) -> str:
-    return first_day.isoformat() if first_day == last_day else f"{first_day.isoformat()}..{last_day.isoformat()}"
 
 
 def recompute_after_change(session: Session, config: CalendarConfig, policy: Policy, now: datetime, changed_from: date) -> int:

@@ -1,4 +1,4 @@
-"""Reports' SLA milestones in the database: computed by the pure engine (sla.py), stored
+"""Reports' SLA milestones in the database: computed by the pure engine (sla/schedule.py), stored
 with their due time so the scheduler can ask "what is due before T" with one indexed query.
 
 A promise does not move: once a milestone's deadline has been communicated to the
@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session, selectinload
 from mailintake.calendar.business import BusinessCalendar
 from mailintake.core.vocabulary import CLOSED_STATUSES
 from mailintake.storage.models import MilestoneRecord, Report
-from mailintake.sla.policy import MilestoneStatus, Policy, compute_schedule, state_at
-
+from mailintake.sla.policy import Policy
+from mailintake.sla.schedule import MilestoneStatus, compute_schedule, state_at
 
 
 class UnknownMilestone(LookupError):

@@ -1,4 +1,7 @@
-"""Commit deliveries' raw bytes: the only work done before the SMTP 250.
+"""The one door into storage for accepted mail: a delivery's raw bytes, committed before
+anything else happens to them. The listener commits here before its 250; anything else that
+brings mail in (an importer of an mbox file, say) comes through here too, so every message
+is stored the same way and processed by the same workers.
 
 Deliveries that arrive while a commit is running are committed together in the next
 transaction (group commit): each waits for the commit that holds it, so the 250 still

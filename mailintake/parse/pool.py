@@ -14,7 +14,8 @@ import threading
 from multiprocessing.pool import Pool
 
 from mailintake.config.schema import IntakeConfig
-from mailintake.parse.message import DEFAULT_LIMITS, ParsedMessage, ParseLimits, parse_message
+from mailintake.parse.limits import DEFAULT_LIMITS, ParseLimits
+from mailintake.parse.message import ParsedMessage, parse_message
 
 
 WARM_UP_MESSAGE = b"From: warm-up@mailintake.invalid\r\nSubject: warm-up\r\n\r\nwarm-up\r\n"
@@ -69,7 +70,7 @@ class ParserPool:
 
 
 def parser_pool_for(intake: IntakeConfig, processes: int = 1) -> ParserPool:
-    return ParserPool(intake.parse_timeout, parser_memory_limit(intake.max_message_size), processes, intake.parse_limits())
+    return ParserPool(intake.parse_timeout, parser_memory_limit(intake.max_message_size), processes, ParseLimits(max_parts=intake.max_parts))
 
 
 def parser_memory_limit(max_message_size: int) -> int:

@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from mailintake.parse.message import ParseLimits, normalized_line_endings, origin_key, parse_message, safe_filename
+from mailintake.parse.body import safe_filename
+from mailintake.parse.headers import normalized_line_endings, origin_key
+from mailintake.parse.limits import ParseLimits
+from mailintake.parse.message import parse_message
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "mail"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "mail"
 EXPECTED = tomllib.loads((FIXTURES / "expected.toml").read_text(encoding="utf-8"))
 FIXTURE_NAMES = sorted(path.name for path in FIXTURES.glob("*.eml"))
 

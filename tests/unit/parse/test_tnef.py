@@ -12,7 +12,7 @@ import pytest
 
 from mailintake.parse.message import ParsedMessage, parse_message
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "mail"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "mail"
 TNEF_SIGNATURE = 0x223E9F78
 MESSAGE, ATTACHMENT = 1, 2
 PT_LONG, PT_STRING8, PT_BINARY = 0x0003, 0x001E, 0x0102

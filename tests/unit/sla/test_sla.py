@@ -17,18 +17,10 @@ from hypothesis import strategies as st
 
 from mailintake.calendar.business import BusinessCalendar
 from mailintake.calendar.durations import Duration, parse_duration
-from mailintake.sla.policy import (
-    MET_BY_EVENTS,
-    Milestone,
-    MilestoneStatus,
-    PauseSpan,
-    Policy,
-    PolicyError,
-    compute_schedule,
-    policy_from_mapping,
-)
+from mailintake.sla.policy import MET_BY_EVENTS, Milestone, Policy, PolicyError, policy_from_mapping
+from mailintake.sla.schedule import MilestoneStatus, PauseSpan, compute_schedule
 
-PRESETS = Path(__file__).resolve().parents[2] / "presets"
+PRESETS = Path(__file__).resolve().parents[3] / "presets"
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 NL = BusinessCalendar("Europe/Amsterdam", country="NL")
 
