@@ -30,7 +30,9 @@ SIDE_LETTERS: dict[Side, str] = {"reporter": "r", "staff": "s"}
 SIDES_BY_LETTER: dict[str, Side] = {letter: side for side, letter in SIDE_LETTERS.items()}
 BASE36_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 MAC_CHARS = (MAC_BYTES * 8 + 4) // 5
-TOKEN = re.compile(rf"([rs])([1-9a-z][0-9a-z]{{0,7}}){SEPARATOR}([a-z2-7]{{{MAC_CHARS}}})")
+REPORT_DIGITS = r"[1-9a-z][0-9a-z]{0,7}"
+MAC_DIGITS = rf"[a-z2-7]{{{MAC_CHARS}}}"
+TOKEN = re.compile(rf"([rs])({REPORT_DIGITS}){SEPARATOR}({MAC_DIGITS})")
 BASE_LOCAL = re.compile(r"[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?")
 BASE_DOMAIN = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
 KEY_CONTEXT = b"mailintake reply-address key v1"
@@ -107,6 +109,14 @@ def parse_reply_address(address: str, base: str, key: bytes) -> ReplyToken | Non
     if not hmac.compare_digest(mac, mac_text(report_id, side, key, f"{local}@{domain}")):
         return None
     return ReplyToken(report_id=report_id, side=side)
+
+
+def reply_address_pattern(base: str, side: Side) -> re.Pattern[str]:
+    """Any address shaped like a reply address of this base and side, in any case: to find
+    one quoted in a mail's text, never to trust one (parse_reply_address checks the MAC)."""
+    local, _, domain = base.partition("@")
+    token = rf"{SIDE_LETTERS[side]}{REPORT_DIGITS}{SEPARATOR}{MAC_DIGITS}"
+    return re.compile(rf"{re.escape(local)}\+{token}@{re.escape(domain)}", re.IGNORECASE)
 
 
 def token_text(report_id: int, side: Side, key: bytes, base: str) -> str:

@@ -8,14 +8,12 @@ the caller.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from email import policy as email_policy
 from email.parser import BytesHeaderParser
-from typing import Literal
 
 import authres
 import authres.core
@@ -26,10 +24,10 @@ import dns.rdatatype
 import dns.resolver
 from dkim.util import parse_tag_value
 
-Method = Literal["dkim", "authentication-results", "allowlist"]
+from mailintake.config.staff_policy import Method, StaffPolicy, dns_server_address, policy_problem
+
 DnsFunc = Callable[..., bytes | None]
 
-KNOWN_METHODS: tuple[Method, ...] = ("dkim", "authentication-results", "allowlist")
 MIN_KEY_BITS = 1024
 ACCEPTED_DKIM_ALGORITHMS = frozenset({b"rsa-sha256", b"ed25519-sha256"})
 MAX_DKIM_SIGNATURES = 8
@@ -41,16 +39,6 @@ DKIM_FAILURE_REASON = "no valid DKIM signature aligned with the From domain"
 logger = logging.getLogger(__name__)
 
 _AUTHSERV_ID = re.compile(r"\s*(?:\((?:[^()\\]|\\.)*\)\s*)*([^\s;()]+)")
-_SINGLE_TOKEN = re.compile(r"[^\s;()]+")
-
-
-@dataclass(frozen=True)
-class StaffPolicy:
-    members: tuple[str, ...]
-    methods: tuple[Method, ...] = ("dkim",)
-    trusted_authserv_id: str | None = None
-    # Received headers our own servers add above the trusted Authentication-Results header.
-    max_received_above_results: int = 1
 
 
 @dataclass(frozen=True)
@@ -87,26 +75,6 @@ def is_member(address: str, members: Sequence[str]) -> bool:
     wanted = {member.lower() for member in members}
     bare_domains = {member for member in wanted if "@" not in member}
     return address in wanted or domain in bare_domains
-
-
-def policy_problem(policy: StaffPolicy) -> str | None:
-    """Phrased with the config keys ([staff] authentication, trusted_authserv_id) that
-    hold these fields."""
-    known = ", ".join(KNOWN_METHODS)
-    if not policy.methods:
-        return f"authentication is empty; name at least one of {known}"
-    for method in policy.methods:
-        if method not in KNOWN_METHODS:
-            return f"authentication: unknown method {method!r} (known: {known})"
-    if "allowlist" in policy.methods and set(policy.methods) != {"allowlist"}:
-        return "authentication: allowlist cannot be combined with other methods"
-    if "authentication-results" in policy.methods:
-        authserv_id = policy.trusted_authserv_id
-        if not authserv_id:
-            return "trusted_authserv_id is required when authentication includes authentication-results"
-        if not _SINGLE_TOKEN.fullmatch(authserv_id):
-            return "trusted_authserv_id must be a single token like mx.example.com"
-    return None
 
 
 def staff_verdict(raw: bytes, from_address: str, policy: StaffPolicy, dnsfunc: DnsFunc) -> StaffVerdict:
@@ -214,7 +182,7 @@ def authentication_results_outcome(raw: bytes, from_domain: str, trusted_authser
     """RFC 8601: only the topmost header with our authserv-id counts; anyone can add
     lower ones before the mail reaches our MTA. It must also sit above the Received
     headers of the hops before our MX: one below them was written before our MX saw the mail.
-    `raw` has its header lines split as the MTA split them (parsing.normalized_line_endings)."""
+    `raw` has its header lines split as the MTA split them (parse/headers.py normalized_line_endings)."""
     trusted = trusted_authserv_id.lower()
     for received_above, value in authentication_results_values(raw):
         claimed = claimed_authserv_id(value)
@@ -379,29 +347,6 @@ def configured_resolver(server: str | None) -> dns.resolver.Resolver:
         resolver.nameservers = [dns.nameserver.Do53Nameserver(host, port)]
     resolver.use_edns(0, 0, EDNS_PAYLOAD)
     return resolver
-
-
-def dns_server_address(server: str) -> tuple[str, int]:
-    """("10.0.0.1", 53) from "10.0.0.1", "10.0.0.1:5353", "[::1]:53", "[::1]" or "::1"."""
-    text = server.strip()
-    port_text = "53"
-    if text.startswith("["):
-        host, bracket, rest = text[1:].partition("]")
-        if not bracket or (rest and not rest.startswith(":")):
-            raise ValueError(f"{server!r} is not an IP address with an optional port, like 127.0.0.1:5353 or [::1]:53")
-        port_text = rest[1:] if rest else port_text
-    elif text.count(":") == 1:
-        host, _, port_text = text.partition(":")
-    else:
-        host = text
-    try:
-        address = ipaddress.ip_address(host)
-        port = int(port_text)
-    except ValueError as error:
-        raise ValueError(f"{server!r} is not an IP address with an optional port, like 127.0.0.1:5353 or [::1]:53") from error
-    if not 0 < port < 65536:
-        raise ValueError(f"{server!r} has a port outside 1-65535")
-    return str(address), port
 
 
 def _silent_logger() -> logging.Logger:

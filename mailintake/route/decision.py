@@ -28,6 +28,29 @@ STAFF_TO_PUBLIC_ADDRESS = "staff mail about a report sent to the public address"
 
 
 @dataclass(frozen=True)
+class Effects:
+    """What a new report with this flag causes besides the staff notification:
+    `alert`: [staff] alerts are told someone used an address or identity not theirs;
+    `answered`: it is a researcher's mail, so it gets deadlines and an acknowledgement."""
+
+    alert: bool
+    answered: bool
+
+
+# Every flag a route can carry (None: not flagged), and what it causes.
+FLAG_EFFECTS: Mapping[str | None, Effects] = {
+    None: Effects(alert=False, answered=True),
+    UNAUTHENTICATED_STAFF: Effects(alert=True, answered=False),
+    STAFF_ADDRESS_MISUSED: Effects(alert=True, answered=False),
+    REPLY_ADDRESS_MISUSED: Effects(alert=True, answered=True),
+    FOREIGN_REFERENCE: Effects(alert=False, answered=True),
+    SEVERAL_REPORTS: Effects(alert=False, answered=True),
+    UNKNOWN_REPORT: Effects(alert=False, answered=True),
+    STAFF_TO_PUBLIC_ADDRESS: Effects(alert=False, answered=False),
+}
+
+
+@dataclass(frozen=True)
 class ReportParty:
     """What routing knows of an existing report: who reported it."""
 

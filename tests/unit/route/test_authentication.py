@@ -1,5 +1,5 @@
 """Staff recognition: allowlist plus DKIM or a trusted Authentication-Results header,
-never From alone (DESIGN.md invariant 5). Signatures are made here with dkimpy and the
+never From alone (every byte from outside is hostile: ARCHITECTURE.md). Signatures are made here with dkimpy and the
 TEST-ONLY keys in tests/fixtures/dkim/."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from mailintake.route.authentication import (
     policy_problem,
     staff_verdict,
 )
-from mailintake.parse.message import normalized_line_endings
+from mailintake.parse.headers import normalized_line_endings
 from tests.dkim_keys import PRIVATE_KEY, WEAK_PRIVATE_KEY, dkim_txt_record
 from tests.dns_server import TxtDnsServer
 

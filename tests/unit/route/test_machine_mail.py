@@ -1,4 +1,4 @@
-"""Which mail may be answered automatically (RFC 3834 and DESIGN.md's loop signals)."""
+"""Which mail may be answered automatically (RFC 3834 and the loop signals in ARCHITECTURE.md)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from mailintake.route.machine_mail import is_our_address, no_auto_reply_reason, our_message_id
 from mailintake.parse.message import parse_message
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "mail"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "mail"
 OURS = ("security@example.com", "psirt@example.com")
 PLAIN = b"From: Researcher <r@example.org>\r\nTo: security@example.com\r\nSubject: XSS\r\nMessage-ID: <m1@example.org>\r\n"
 
