@@ -13,11 +13,11 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from mailintake.calendar.business import BusinessCalendar
-from mailintake.outbound.mailer import Mailer
 from mailintake.core.vocabulary import CLOSED_STATUSES
-from mailintake.storage.models import MilestoneRecord, Report
-from mailintake.sla.policy import Policy
+from mailintake.outbound.notices import Notices
 from mailintake.outbound.templates import TemplateError
+from mailintake.sla.policy import Policy
+from mailintake.storage.models import MilestoneRecord, Report
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +47,14 @@ def alert_kinds(record: MilestoneRecord, policy: Policy, now: datetime) -> tuple
     return ("progress_reminder",) if recurring else ("sla_warning",)
 
 
-def sla_pass(session: Session, policy: Policy, calendar: BusinessCalendar, mailer: Mailer, now: datetime) -> list[str]:
+def sla_pass(session: Session, policy: Policy, calendar: BusinessCalendar, notices: Notices, now: datetime) -> list[str]:
     """Enqueue the alerts due at `now`; returns the kinds newly enqueued."""
     enqueued = []
     for record in milestones_needing_attention(session, now):
         for kind in alert_kinds(record, policy, now):
             try:
                 with session.begin_nested():
-                    if mailer.sla_alert(session, kind, record, calendar, now):
+                    if notices.sla_alert(session, kind, record, calendar, now):
                         enqueued.append(kind)
             except (ValueError, TemplateError) as error:
                 # One alert that cannot be built must not hold up the others.

@@ -269,7 +269,7 @@ def add_attachment(message: EmailMessage, filename: str, content_type: str, data
     maintype, subtype = attachment_type(content_type)
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ValueError(f"attachment {excerpt(filename)!r}: content must be bytes")
-    message.add_attachment(bytes(data), maintype=maintype, subtype=subtype, filename=safe_filename(filename))
+    message.add_attachment(bytes(data), maintype=maintype, subtype=subtype, filename=outgoing_filename(filename))
 
 
 def attachment_type(content_type: str) -> tuple[str, str]:
@@ -281,8 +281,11 @@ def attachment_type(content_type: str) -> tuple[str, str]:
     return match.group(1), match.group(2)
 
 
-def safe_filename(filename: str) -> str:
-    """A header-safe file name without directory parts."""
+def outgoing_filename(filename: str) -> str:
+    """The file name an outgoing attachment carries: header-safe (see safe_header_text, so
+    `=?` is broken up too) with directory separators shown as "_". Not the name parse gives a
+    received attachment (its last path component, for display and storage): this one only
+    has to survive being written into a header."""
     name = safe_header_text(str(filename).replace("/", "_").replace("\\", "_"), MAX_FILENAME_LENGTH)
     return name.lstrip(".") or "attachment"
 

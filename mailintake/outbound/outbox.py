@@ -18,7 +18,7 @@ from mailintake.storage.db import insert_ignoring_conflicts
 from mailintake.storage.models import OutboxMessage
 
 MIN_LEASE = timedelta(seconds=10)
-MAX_RETRY_DELAY = timedelta(hours=1)
+MAX_RELAY_RETRY_DELAY = timedelta(hours=1)
 
 
 class OutboxRetryRefused(LookupError):
@@ -68,7 +68,6 @@ def enqueue(session: Session, outgoing: Outgoing, now: datetime) -> bool:
             "created_at": now,
         },
     )
-    return True
 
 
 def key_exists(session: Session, key: str) -> bool:
@@ -117,7 +116,7 @@ def mark_for_retry(session: Session, claimed: Claimed, reply: str, now: datetime
     """Due again after a backoff of half the row's age (so tries thin out geometrically),
     at least retry_interval and at most an hour. An attempt that never reached the relay
     does not count towards max_attempts: an outage must not fail mail that was never tried."""
-    delay = min(max(timedelta(seconds=retry_interval), (now - claimed.created_at) / 2), MAX_RETRY_DELAY)
+    delay = min(max(timedelta(seconds=retry_interval), (now - claimed.created_at) / 2), MAX_RELAY_RETRY_DELAY)
     attempts = claimed.attempts if count_attempt else claimed.attempts - 1
     return settled(session, claimed, status="pending", next_attempt_at=now + delay, last_reply=reply[:500], claimed_until=None, attempts=attempts)
 

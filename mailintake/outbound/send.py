@@ -14,22 +14,22 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from mailintake.deadlines.closures import effective_calendar
-from mailintake.core.clock import Clock
 from mailintake.config.schema import Config
-from mailintake.storage.db import transaction
-from mailintake.outbound.mailer import Mailer
+from mailintake.core.clock import Clock
+from mailintake.deadlines.closures import effective_calendar
 from mailintake.deadlines.milestones import meet_milestone
-from mailintake.storage.models import Report
+from mailintake.outbound.notices import Notices
 from mailintake.outbound.outbox import Claimed, claim_due, lease_for, mark_failed, mark_for_retry, mark_sent
 from mailintake.outbound.relay import RelayAnswer, relay_message
+from mailintake.storage.db import transaction
+from mailintake.storage.models import Report
 
 log = logging.getLogger(__name__)
 
 ROUND_LIMIT = 200
 
 
-async def deliver_due(sessions: sessionmaker[Session], config: Config, mailer: Mailer, clock: Clock, limit: int = ROUND_LIMIT) -> int:
+async def deliver_due(sessions: sessionmaker[Session], config: Config, notices: Notices, clock: Clock, limit: int = ROUND_LIMIT) -> int:
     """Send what is due, one claimed row at a time (a claim's lease covers one delivery);
     returns how many rows were attempted."""
     attempted = 0
@@ -42,7 +42,7 @@ async def deliver_due(sessions: sessionmaker[Session], config: Config, mailer: M
             answer = await relay_message(config.relay, row.envelope_from, row.recipients, row.content)
         except Exception as error:
             answer = RelayAnswer("temporary", f"sending failed ({type(error).__name__})")
-        await asyncio.to_thread(record_answer, sessions, config, mailer, row, answer, clock())
+        await asyncio.to_thread(record_answer, sessions, config, notices, row, answer, clock())
         attempted += 1
     return attempted
 
@@ -52,9 +52,9 @@ def claim_in_transaction(sessions: sessionmaker[Session], now: datetime, lease: 
         return claim_due(session, now, lease, limit=1)
 
 
-def record_answer(sessions: sessionmaker[Session], config: Config, mailer: Mailer, row: Claimed, answer: RelayAnswer, now: datetime) -> None:
+def record_answer(sessions: sessionmaker[Session], config: Config, notices: Notices, row: Claimed, answer: RelayAnswer, now: datetime) -> None:
     if answer.verdict == "sent":
-        record_delivery(sessions, config, mailer, row, answer, now)
+        record_delivery(sessions, config, notices, row, answer, now)
         return
     with transaction(sessions) as session:
         if answer.verdict == "temporary" and (row.attempts < config.outbox.max_attempts or not answer.reached):
@@ -63,7 +63,7 @@ def record_answer(sessions: sessionmaker[Session], config: Config, mailer: Maile
             return
         if mark_failed(session, row, answer.reply) and row.kind != "delivery_failure":
             report = session.get(Report, row.report_id) if row.report_id else None
-            mailer.delivery_failure(session, row.id, row.kind, row.recipients, answer.reply, row.attempts, report, now)
+            notices.delivery_failure(session, row.id, row.kind, row.recipients, answer.reply, row.attempts, report, now)
         log.error("outbox %d (%s) failed after %d attempt(s): %s", row.id, row.kind, row.attempts, reply_codes(answer.reply))
 
 
@@ -73,13 +73,13 @@ def reply_codes(reply: str) -> str:
     return ", ".join(codes) or reply.split("(")[0].strip()[:60]
 
 
-def record_delivery(sessions: sessionmaker[Session], config: Config, mailer: Mailer, row: Claimed, answer: RelayAnswer, now: datetime) -> None:
+def record_delivery(sessions: sessionmaker[Session], config: Config, notices: Notices, row: Claimed, answer: RelayAnswer, now: datetime) -> None:
     """Mark the row sent in its own transaction first: nothing after it may cause a resend."""
     with transaction(sessions) as session:
         ours = mark_sent(session, row, answer.reply, now)
         if ours and answer.refused and row.kind != "delivery_failure":
             report = session.get(Report, row.report_id) if row.report_id else None
-            mailer.delivery_failure(session, row.id, row.kind, answer.refused, answer.reply, row.attempts, report, now)
+            notices.delivery_failure(session, row.id, row.kind, answer.refused, answer.reply, row.attempts, report, now)
     log.info("outbox %d (%s) delivered%s", row.id, row.kind, f", {len(answer.refused)} recipient(s) refused" if answer.refused else "")
     if not (ours and row.kind == "acknowledgement" and row.report_id is not None):
         return

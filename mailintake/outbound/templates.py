@@ -346,7 +346,7 @@ def spelled_in(path: Path, name: str) -> bool:
 
 
 # --- sample contexts: what check() renders every template with at start ---------------
-# One per template, with the keys the Mailer passes (tests compare the two), every
+# One per template, with the keys outbound/notices.py passes (tests compare the two), every
 # optional value set and every list filled; quiet_sample() gives the other branch of
 # each `{% if %}`. A new template needs a sample here, or check() refuses it.
 
@@ -431,7 +431,7 @@ def sample_contexts(name: str) -> tuple[dict[str, object], dict[str, object]]:
     """The full sample of a template and its quiet twin (optional values unset, lists
     empty, flags flipped); fresh copies, so a render cannot change the samples."""
     if name not in SAMPLE_CONTEXTS:
-        raise TemplateError(f"no sample context for template {name}: add one to SAMPLE_CONTEXTS in mailintake/templates.py")
+        raise TemplateError(f"no sample context for template {name}: add one to SAMPLE_CONTEXTS in mailintake/outbound/templates.py")
     full = copy.deepcopy(dict(SAMPLE_CONTEXTS[name]))
     return full, quiet_sample(full)
 

@@ -1,18 +1,89 @@
-"""How a report reads: the one view of a report, its thread and deadlines that the CLI shows."""
+"""How a report reads: its facts gathered once, and the two presentations of them side by
+side: the CLI's (moments in ISO UTC, the reporter as stored) and the mail templates' (moments
+as calendar-local text, an anonymous reporter as an alias when so configured).
+
+Both presentations pick from the same gathered fields, so a field they share is read one way.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from mailintake.calendar.business import BusinessCalendar, format_skipped_days
+from mailintake.calendar.durations import duration_text
+from mailintake.core.vocabulary import title_of
+from mailintake.parse.limits import left_out_by_limits
+from mailintake.reports.attachments import attachment_plan
 from mailintake.storage.models import InboundMessage, Message, MilestoneRecord, Report
+
+# How a presentation writes a moment.
+Moment = Callable[[datetime], str]
+
+CLI_SUMMARY_FIELDS = ("tracking_id", "status", "received_at", "reporter", "anonymous", "suggested_severity", "subject", "flag", "automated")
+CLI_DETAIL_FIELDS = CLI_SUMMARY_FIELDS + (
+    "reporter_name", "envelope_sender", "credit_as", "urls", "endpoints", "severity", "assignee", "eta", "bounty",
+    "related", "duplicate_of", "duplicate_deliveries", "milestones", "pauses", "messages",
+)
+MAIL_SUMMARY_FIELDS = (
+    "tracking_id", "subject", "received_at", "status", "severity", "suggested_severity", "reporter", "flag", "related",
+    "assignee", "credit_as", "urls", "attachments", "more_attachments", "left_out", "next_deadline",
+)
 
 
 class ReportNotFound(LookupError):
     pass
+
+
+# --- the facts, gathered once -----------------------------------------------------------
+
+
+def report_fields(report: Report, moment: Moment) -> dict[str, Any]:
+    """What every presentation may say about a report, each field read one way; they differ
+    only in how a moment is written and in who the reporter is shown as."""
+    return {
+        "tracking_id": report.tracking_id,
+        "subject": report.subject,
+        "received_at": moment(report.received_at),
+        "status": report.status,
+        "severity": report.severity,
+        "suggested_severity": report.suggested_severity,
+        "anonymous": report.anonymous,
+        "flag": report.flag,
+        "automated": report.automated,
+        "related": report.related_report.tracking_id if report.related_report else None,
+        "assignee": report.assignee,
+        "credit_as": report.credit_as,
+        "urls": list(report.urls),
+    }
+
+
+def picked(fields: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
+    return {name: fields[name] for name in names}
+
+
+def upcoming_deadlines(report: Report) -> list[MilestoneRecord]:
+    """The report's deadlines still to meet, soonest first."""
+    return sorted((record for record in report.milestones if record.awaiting and record.due_at), key=lambda record: record.due_at)
+
+
+def hides_reporter(report: Report, anonymous_alias: bool) -> bool:
+    return report.anonymous and anonymous_alias
+
+
+def reporter_shown_to_staff(report: Report, anonymous_alias: bool) -> str:
+    """An anonymous reporter's address is never shown to staff (when so configured): only
+    a per-report alias."""
+    if hides_reporter(report, anonymous_alias):
+        return f"anonymous-{report.tracking_id.lower()}"
+    return report.reporter.address if report.reporter else report.envelope_sender
+
+
+# --- the CLI's presentation -----------------------------------------------------------
 
 
 def report_summaries(session: Session) -> list[dict[str, Any]]:
@@ -21,17 +92,7 @@ def report_summaries(session: Session) -> list[dict[str, Any]]:
 
 
 def report_summary(report: Report) -> dict[str, Any]:
-    return {
-        "tracking_id": report.tracking_id,
-        "status": report.status,
-        "received_at": iso_utc(report.received_at),
-        "reporter": report.reporter.address if report.reporter else "",
-        "anonymous": report.anonymous,
-        "suggested_severity": report.suggested_severity,
-        "subject": report.subject,
-        "flag": report.flag,
-        "automated": report.automated,
-    }
+    return picked(report_fields(report, iso_utc) | {"reporter": stored_reporter(report)}, CLI_SUMMARY_FIELDS)
 
 
 def report_detail(session: Session, tracking_id: str) -> dict[str, Any]:
@@ -45,25 +106,24 @@ def report_detail(session: Session, tracking_id: str) -> dict[str, Any]:
     duplicates = session.scalars(
         select(InboundMessage.id).where(InboundMessage.report_id == report.id, InboundMessage.status == "duplicate").order_by(InboundMessage.id)
     ).all()
-    return report_summary(report) | {
+    fields = report_fields(report, iso_utc) | {
+        "reporter": stored_reporter(report),
         "reporter_name": report.reporter.display_name if report.reporter else "",
         "envelope_sender": report.envelope_sender,
-        "credit_as": report.credit_as,
-        "urls": report.urls,
         "endpoints": report.endpoints,
-        "severity": report.severity,
-        "assignee": report.assignee,
         "eta": report.eta.isoformat() if report.eta else None,
         "bounty": report.bounty,
-        "flag": report.flag,
-        "related": report.related_report.tracking_id if report.related_report else None,
         "duplicate_of": report.duplicate_of.tracking_id if report.duplicate_of else None,
-        "automated": report.automated,
         "duplicate_deliveries": list(duplicates),
         "milestones": [milestone_view(record) for record in report.milestones],
         "pauses": [{"started_at": iso_utc(pause.started_at), "started_by": pause.started_by, "ended_at": iso_utc(pause.ended_at) if pause.ended_at else None, "ended_by": pause.ended_by} for pause in report.pauses],
         "messages": [message_view(message) for message in thread_order(report.messages)],
     }
+    return picked(fields, CLI_DETAIL_FIELDS)
+
+
+def stored_reporter(report: Report) -> str:
+    return report.reporter.address if report.reporter else ""
 
 
 def thread_order(messages: list[Message]) -> list[Message]:
@@ -107,3 +167,54 @@ def message_view(message: Message) -> dict[str, Any]:
 
 def iso_utc(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
+
+
+# --- the mail templates' presentation ---------------------------------------------------
+
+
+def mail_report_context(report: Report, calendar: BusinessCalendar, anonymous_alias: bool) -> dict[str, Any]:
+    """The report as every template about it reads it: its summary and its open deadlines."""
+    return {"report": mail_summary(report, calendar, anonymous_alias), "deadlines": mail_deadlines(report, calendar)}
+
+
+def mail_summary(report: Report, calendar: BusinessCalendar, anonymous_alias: bool) -> dict[str, Any]:
+    first = report.messages[0] if report.messages else None
+    listed = attachment_plan(first.attachments if first else [], limit=0)
+    upcoming = upcoming_deadlines(report)
+    fields = report_fields(report, lambda moment: local_text(moment, calendar)) | {
+        "reporter": reporter_shown_to_staff(report, anonymous_alias),
+        "attachments": listed.listed,
+        "more_attachments": listed.more,
+        "left_out": left_out_by_limits(first.parse_defects) if first else [],
+        "next_deadline": {"title": title_of(upcoming[0].name), "due": local_text(upcoming[0].due_at, calendar)} if upcoming else None,
+    }
+    return picked(fields, MAIL_SUMMARY_FIELDS)
+
+
+def mail_deadlines(report: Report, calendar: BusinessCalendar) -> list[dict[str, Any]]:
+    """The report's open deadlines as promised to the reporter, each explaining the days skipped."""
+    deadlines = []
+    for record in sorted((record for record in report.milestones if record.awaiting and record.due_at and record.started_at), key=lambda record: record.due_at):
+        skipped = format_skipped_days(calendar.skipped_days(record.started_at, record.due_at))
+        deadlines.append({"name": record.name, "title": title_of(record.name), "due": local_text(record.due_at, calendar), "explanation": skipped})
+    return deadlines
+
+
+def mail_milestone(record: MilestoneRecord, calendar: BusinessCalendar, now: datetime) -> dict[str, Any]:
+    """A deadline as an SLA alert states it: when it is due and how it stands at `now`."""
+    assert record.due_at is not None
+    if now > record.due_at:
+        left, state = f"overdue by {duration_text(now - record.due_at)}", "breached"
+    else:
+        left, state = f"{duration_text(calendar.business_time_between(now, record.due_at))} business time left", "warning"
+    return {"name": record.name, "title": title_of(record.name), "due": local_text(record.due_at, calendar), "state": state, "left": left}
+
+
+def mail_digest_item(report: Report, record: MilestoneRecord, calendar: BusinessCalendar) -> dict[str, Any]:
+    """One deadline as the daily digest lists it."""
+    assert record.due_at is not None
+    return {"tracking_id": report.tracking_id, "subject": report.subject, "milestone": title_of(record.name), "due": local_text(record.due_at, calendar)}
+
+
+def local_text(moment: datetime, calendar: BusinessCalendar) -> str:
+    return moment.astimezone(calendar.zone).strftime("%a %d %b %Y %H:%M %Z")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mailintake.config.schema import load_config
+from mailintake.config.loading import load_config
 from mailintake.service.daemon import checked_templates
 from mailintake.outbound.templates import (
     REQUIRED,
@@ -153,7 +153,7 @@ def write(directory: Path, relative: str, text: str) -> Path:
 
 
 def test_every_required_template_has_a_context_and_a_file() -> None:
-    assert set(CONTEXTS) == set(REQUIRED)
+    assert set(CONTEXTS) == set(REQUIRED) == set(RENDERED_PHRASES)
     for name in REQUIRED:
         assert (shipped_directory() / f"{name}.txt.j2").is_file()
 
@@ -162,13 +162,43 @@ def test_shipped_templates_pass_check(shipped: Templates) -> None:
     shipped.check(REQUIRED)
 
 
+# What each shipped template says with the contexts above: a phrase of its subject and one
+# of its body, so a template that renders but says the wrong thing (or nothing) fails.
+RENDERED_PHRASES = {
+    "acknowledgement": ("We received your security report", "Thank you for reporting a security issue to Example Corp."),
+    "staff_notification": ("New security report: " + HOSTILE_SUBJECT, "New security report SEC-2026-0042, received Mon 23 Nov 2026 10:15 CET."),
+    "sla_warning": ("Deadline approaching: Initial assessment, due Thu 26 Nov 2026 17:00 CET", 'The "Initial assessment" deadline of SEC-2026-0042 is approaching.'),
+    "sla_breach": ("Deadline missed: Initial assessment", "overdue by 3h"),
+    "sla_escalation": ("Escalation: Initial assessment overdue by 1d2h", "Please make sure someone owns SEC-2026-0042 and answers the reporter."),
+    "progress_reminder": ("Reminder: Progress update due Thu 26 Nov 2026 17:00 CET", 'The next "Progress update" is due.'),
+    "resolution": ("Your security report has been resolved", "The issue you reported to Example Corp has been resolved:"),
+    "staff_reply": ("Re: [SEC-2026-0042] " + HOSTILE_SUBJECT, "Expected resolution date: 2027-01-15"),
+    "reporter_reply": ("Reporter replied: " + HOSTILE_SUBJECT, "The reporter of SEC-2026-0042 (reporter-7f3a) replied."),
+    "command_error": ("Your reply was not sent", "line 1: unknown command #stauts (did you mean #status?)"),
+    "flagged_report": ("Security alert: unauthenticated staff address", "It pointed at SEC-2026-0001."),
+    "rejected": ("Re: [SEC-2026-0042] " + HOSTILE_SUBJECT, "does not describe a security vulnerability we will act on"),
+    "duplicate": ("Re: [SEC-2026-0042] " + HOSTILE_SUBJECT, "had already been reported to us"),
+    "out_of_scope": ("Re: [SEC-2026-0042] " + HOSTILE_SUBJECT, "outside the scope of our disclosure policy"),
+    "daily_digest": ("Security reports Mon 23 Nov 2026: 2 open, 1 overdue, 1 due today", "[SEC-2026-0031] Initial assessment, was due Fri 20 Nov 2026 17:00 CET"),
+    "delivery_failure": ("Mail delivery failed: acknowledgement", "550 5.1.1 user unknown"),
+    "unprocessable_mail": ("A stored mail could not become a report (inbound 7)", "`mailintake inbound retry 7` tries again"),
+    "auto_reply_limit": ("Automatic replies stopped for one sender: possible mail loop", "reporter-7f3a sent more than 5 mails to the security address"),
+}
+
+
 @pytest.mark.parametrize("name", REQUIRED)
 def test_every_shipped_template_renders(shipped: Templates, name: str) -> None:
     mail = shipped.render(name, context(name))
+    subject_phrase, body_phrase = RENDERED_PHRASES[name]
     assert isinstance(mail, RenderedMail)
     assert mail.subject and "\n" not in mail.subject
+    assert subject_phrase in mail.subject
     assert not mail.text.startswith("Subject:")
     assert mail.text.strip()
+    assert body_phrase in mail.text
+    if name != "unprocessable_mail":
+        # Every mail about a report names it in its text, not only in the subject.
+        assert "SEC-2026-0042" in mail.text
     assert "None" not in mail.subject + mail.text
     assert "{#" not in mail.text and "Context" not in mail.text
 
@@ -245,7 +275,7 @@ def test_samples_are_fresh_copies() -> None:
 
 
 def test_the_shipped_templates_and_translations_pass_the_start_check() -> None:
-    config = load_config(Path(__file__).resolve().parents[2] / "config.example.toml", environ={})
+    config = load_config(Path(__file__).resolve().parents[3] / "config.example.toml", environ={})
     templates = checked_templates(config)
     for language, greeting in (("de", "Guten Tag,"), ("nl", "Goedendag,"), (None, "Hello,")):
         assert templates.render("acknowledgement", sample_contexts("acknowledgement")[0], language).text.startswith(greeting)

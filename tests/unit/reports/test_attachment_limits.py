@@ -1,5 +1,6 @@
 """How many attachment bytes a mail to staff carries ([staff] max_attachment_bytes), and
-how many attachments any mail lists: bounded whatever a report brings."""
+how many attachments any mail lists: bounded whatever a report brings. Attachments go to
+staff as files, never as MIME structure."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from mailintake.config.schema import ConfigError, load_config
-from mailintake.reports.attachments import MAX_LISTED_ATTACHMENTS, attachment_plan
+from mailintake.config.loading import load_config
+from mailintake.config.schema import ConfigError
+from mailintake.reports.attachments import MAX_LISTED_ATTACHMENTS, attachment_plan, mailable_attachment
 from mailintake.storage.models import Attachment
 
 MINIMAL = '[intake]\naddresses = ["security@example.com"]\n'
@@ -61,7 +63,7 @@ def test_max_attachment_bytes_is_read(tmp_path: Path, value: str | None, expecte
 
 
 def test_the_example_config_documents_the_default() -> None:
-    example = Path(__file__).resolve().parents[2] / "config.example.toml"
+    example = Path(__file__).resolve().parents[3] / "config.example.toml"
     assert load_config(example, environ={}).staff.max_attachment_bytes == 10_000_000
     assert 'max_attachment_bytes = "10MB"' in example.read_text()
 
@@ -81,3 +83,18 @@ def test_a_bad_max_attachment_bytes_is_one_line_naming_file_section_and_key(tmp_
     with pytest.raises(ConfigError) as raised:
         load_config(path, environ={})
     assert str(raised.value) == f"{path}: {message}"
+
+
+@pytest.mark.parametrize(
+    ("given", "sent"),
+    [
+        (("poc.py", "text/x-python", b"x"), ("poc.py", "text/x-python", b"x")),
+        (("fwd.eml", "message/rfc822", b"x"), ("fwd.eml", "application/octet-stream", b"x")),
+        (("Original", "message/rfc822", b"x"), ("Original.eml", "application/octet-stream", b"x")),
+        (("parts", "multipart/mixed", b"x"), ("parts", "application/octet-stream", b"x")),
+        (("odd", "text/plain; x=\r\nBcc: y", b"x"), ("odd", "application/octet-stream", b"x")),
+        (("pct", "application/x%41", b"x"), ("pct", "application/octet-stream", b"x")),
+    ],
+)
+def test_attachments_go_to_staff_as_files(given: tuple[str, str, bytes], sent: tuple[str, str, bytes]) -> None:
+    assert mailable_attachment(*given) == sent

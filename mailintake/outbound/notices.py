@@ -1,0 +1,214 @@
+"""Which mail each event causes: the template, its context, the recipients and headers, and
+the outbox key that makes it happen once.
+
+Called inside the transaction of the event (a new report, an SLA pass, a delivery
+failure), so the outbox row commits or rolls back with it. Nothing here queries the database
+but the outbox (outbound/outbox.py): callers pass in what a mail is about.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from mailintake.calendar.business import BusinessCalendar
+from mailintake.config.schema import Config
+from mailintake.conversation.reply_text import base_subject
+from mailintake.outbound.addressing import Addressing
+from mailintake.outbound.compose import shortened_line
+from mailintake.outbound.outbox import Outgoing, auto_replies_since, key_exists
+from mailintake.outbound.rendering import MailWriter
+from mailintake.outbound.templates import Templates
+from mailintake.reports.attachments import attachment_plan
+from mailintake.reports.read_model import mail_digest_item, mail_milestone, mail_report_context, mail_summary
+from mailintake.conversation.commands.registry import help_list
+from mailintake.storage.models import InboundMessage, Message, MilestoneRecord, Report
+
+log = logging.getLogger(__name__)
+
+
+AUTO_REPLY_LIMIT = "automatic reply limit for this sender reached"
+UNANSWERABLE_SENDER = "sender address cannot be answered automatically"
+
+
+def digest_key(day: date) -> str:
+    return f"digest:{day.isoformat()}"
+
+
+class Notices:
+    def __init__(self, config: Config, templates: Templates, reply_key: bytes) -> None:
+        self.config = config
+        self.reply_key = reply_key
+        self.sender = config.intake.reply_address
+        self.domain = self.sender.rpartition("@")[2]
+        self.sender_name = f"{config.templates.organisation} Security"
+        self.addressing = Addressing(self.sender, reply_key, config.staff.anonymous_alias)
+        self.writer = MailWriter(templates, self.addressing, self.sender_name, config.templates.organisation, config.templates.policy_url, config.staff.alerts)
+
+    # --- a new report -------------------------------------------------------------------
+
+    def report_received(self, session: Session, report: Report, inbound: InboundMessage, calendar: BusinessCalendar, now: datetime) -> tuple[str, ...] | None:
+        """A new report from a person: staff are told, and the reporter is acknowledged unless
+        the sender had too many automatic replies this hour. Neither can undo the report.
+        Returns the milestones whose deadlines the acknowledgement promised, or None when no
+        acknowledgement was enqueued (nothing was promised)."""
+        self.notify_staff(session, report, calendar, now)
+        sender = inbound.envelope_from.lower()
+        if auto_replies_since(session, sender, now - timedelta(hours=1)) >= self.config.outbox.auto_replies_per_hour:
+            report.automated = AUTO_REPLY_LIMIT
+            log.info("report %s: no acknowledgement (%s)", report.tracking_id, AUTO_REPLY_LIMIT)
+            self.auto_reply_limit_reached(session, report, sender, calendar, now)
+            return None
+        acknowledgement = self.reporter_context(report, calendar) | {"reply_address": self.addressing.reply_address(report, "reporter")}
+        # The acknowledgement itself meets the `auto` milestones: it promises only the others.
+        acknowledgement["deadlines"] = [item for item in acknowledgement["deadlines"] if not self.is_auto(item["name"])]
+        key = f"ack:{report.id}"
+        try:
+            with session.begin_nested():
+                self.writer.enqueue_mail(
+                    session, key, "acknowledgement", (sender,), acknowledgement, now,
+                    report=report, in_reply_to=report.messages[0].message_id, auto_submitted="auto-replied", auto_reply_to=sender,
+                    language=report.language, reply_side="reporter",
+                )
+        except ValueError:
+            # An envelope sender we cannot address (non-ASCII local part, mangled bytes).
+            report.automated = UNANSWERABLE_SENDER
+            log.info("report %s: no acknowledgement (%s)", report.tracking_id, UNANSWERABLE_SENDER)
+            return None
+        if not key_exists(session, key):
+            # Its template failed: staff were alerted, and nothing was promised.
+            return None
+        return tuple(item["name"] for item in acknowledgement["deadlines"])
+
+    def notify_staff(self, session: Session, report: Report, calendar: BusinessCalendar, now: datetime) -> None:
+        """The full notification; if it cannot be built (an attachment compose refuses), one
+        without attachments; staff are told either way."""
+        message = report.messages[0]
+        context = self.report_context(report, calendar) | {
+            "body": message.body_text, "reply_address": self.addressing.reply_address(report, "staff"),
+            "commands": [{"usage": usage, "help": text} for usage, text in help_list()],
+        }
+        for limit in (self.config.staff.max_attachment_bytes, 0):
+            plan = attachment_plan(message.attachments, limit)
+            context["report"] = context["report"] | {"attachments": plan.listed, "more_attachments": plan.more}
+            try:
+                with session.begin_nested():
+                    self.writer.enqueue_mail(session, f"notify:{report.id}", "staff_notification", self.config.staff.notify, context, now, report=report, attachments=plan.attached)
+                return
+            except ValueError as error:
+                log.error("report %s: staff notification could not be built (%s)%s", report.tracking_id, type(error).__name__, "; sending it without attachments" if plan.attached else "")
+
+    def flagged_report(self, session: Session, report: Report, calendar: BusinessCalendar, now: datetime) -> None:
+        related = report.related_report.tracking_id if report.related_report else None
+        context = self.report_context(report, calendar) | {"flag": report.flag or "", "related": related}
+        self.writer.enqueue_mail(session, f"flag:{report.id}", "flagged_report", self.config.staff.alerts, context, now, report=report, in_reply_to=self.addressing.notification_id(report))
+
+    def auto_reply_limit_reached(self, session: Session, report: Report, sender: str, calendar: BusinessCalendar, now: datetime) -> None:
+        """Once a day per sender: a sender over the hourly limit is often another help desk
+        answering our acknowledgements, a loop only people can end."""
+        day = now.astimezone(calendar.zone).date().isoformat()
+        key = f"auto_reply_limit:{hashlib.sha256(sender.encode('utf-8', 'surrogateescape')).hexdigest()[:32]}:{day}"
+        context = self.report_context(report, calendar) | {"limit": self.config.outbox.auto_replies_per_hour}
+        self.writer.enqueue_mail(session, key, "auto_reply_limit", self.config.staff.alerts, context, now, report=report, in_reply_to=self.addressing.notification_id(report))
+
+    def unprocessable_mail(self, session: Session, inbound_id: int, reason: str, now: datetime) -> bool:
+        """Once per stored delivery that could not become a report at all."""
+        context = {"inbound": {"id": inbound_id, "reason": reason}}
+        return self.writer.enqueue_mail(session, f"unprocessable:{inbound_id}", "unprocessable_mail", self.config.staff.alerts, context, now) is not None
+
+    # --- deadlines and the day ------------------------------------------------------------
+
+    def sla_alert(self, session: Session, kind: str, record: MilestoneRecord, calendar: BusinessCalendar, now: datetime) -> bool:
+        """kind: sla_warning, sla_breach, sla_escalation or progress_reminder; once per deadline."""
+        report = record.report
+        assert record.due_at is not None
+        key = f"{kind}:{record.id}:{record.due_at.isoformat()}"
+        if key_exists(session, key):
+            # Every pass sees every breached milestone again; build nothing for what was sent.
+            return False
+        recipients = self.config.staff.alerts if kind == "sla_escalation" else self.config.staff.notify
+        context = self.report_context(report, calendar) | {"milestone": mail_milestone(record, calendar, now)}
+        return self.writer.enqueue_mail(session, key, kind, recipients, context, now, report=report, in_reply_to=self.addressing.notification_id(report)) is not None
+
+    def daily_digest(self, session: Session, day: date, reports: Sequence[Report], calendar: BusinessCalendar, now: datetime) -> bool:
+        """The day's summary of the open `reports` (their milestones loaded) for staff."""
+        awaiting = [(report, record) for report in reports for record in report.milestones if record.awaiting and record.due_at is not None]
+        week_end = day + timedelta(days=7 - day.weekday())
+        local_due = [(report, record, record.due_at.astimezone(calendar.zone).date()) for report, record in awaiting]
+        context = {
+            "date": day.isoformat(),
+            "open_reports": [mail_summary(report, calendar, self.config.staff.anonymous_alias) for report in reports],
+            "overdue": [mail_digest_item(report, record, calendar) for report, record, _ in local_due if record.due_at < now],
+            "due_today": [mail_digest_item(report, record, calendar) for report, record, due_day in local_due if due_day == day and record.due_at >= now],
+            "due_this_week": [mail_digest_item(report, record, calendar) for report, record, due_day in local_due if day < due_day < week_end],
+        }
+        return self.writer.enqueue_mail(session, digest_key(day), "daily_digest", self.config.staff.notify, context, now) is not None
+
+    # --- delivery -------------------------------------------------------------------------
+
+    def delivery_failure(self, session: Session, outbox_id: int, kind: str, recipients: Sequence[str], reply: str, attempts: int, report: Report | None, now: datetime) -> bool:
+        recipients, reply = self.addressing.without_hidden_reporter(report, recipients, reply)
+        failure = {"kind": kind.replace("_", " "), "recipients": recipients, "reply": reply, "attempts": attempts, "tracking_id": report.tracking_id if report else None}
+        return self.writer.enqueue_mail(session, f"delivery_failure:{outbox_id}", "delivery_failure", self.config.staff.alerts, {"failure": failure}, now, report=report) is not None
+
+    # --- the conversation in a report's thread ----------------------------------------------
+
+    def to_reporter(
+        self, session: Session, key: str, template: str, report: Report, context: dict[str, Any], calendar: BusinessCalendar, now: datetime,
+        attachments: Sequence[tuple[str, str, bytes]] = (),
+    ) -> Outgoing | None:
+        """A human answer to the reporter (a relayed staff reply, a status notice): from the
+        security address, threaded on what the reporter has seen, never on staff mail."""
+        address = report.reporter.address if report.reporter else report.envelope_sender
+        if not address:
+            return None
+        context = self.reporter_context(report, calendar) | {"reply_address": self.addressing.reply_address(report, "reporter"), "subject": shortened_line(base_subject(report.subject))} | context
+        thread = self.addressing.reporter_thread(session, report)
+        return self.writer.enqueue_mail(
+            session, key, template, (address,), context, now, report=report, in_reply_to=thread[-1] if thread else None,
+            auto_submitted="no", language=report.language, reply_side="reporter", references=thread, attachments=attachments,
+        )
+
+    def reporter_reply_forwarded(self, session: Session, report: Report, message: Message, resumed: bool, verified: bool, calendar: BusinessCalendar, now: datetime) -> None:
+        notification_id = self.addressing.notification_id(report)
+        context = self.report_context(report, calendar) | {
+            "subject": base_subject(message.subject), "body": message.body_text, "reply_address": self.addressing.reply_address(report, "staff"), "resumed": resumed, "verified": verified,
+        }
+        for limit in (self.config.staff.max_attachment_bytes, 0):
+            plan = attachment_plan(message.attachments, limit)
+            context |= {"attachments": plan.listed, "more_attachments": plan.more}
+            try:
+                with session.begin_nested():
+                    self.writer.enqueue_mail(
+                        session, f"forward:{message.id}", "reporter_reply", self.config.staff.notify, context, now, report=report,
+                        in_reply_to=notification_id, attachments=plan.attached, references=(notification_id,) + self.addressing.thread_of(report),
+                    )
+                return
+            except ValueError as error:
+                log.error("report %s: reporter reply could not be forwarded (%s)%s", report.tracking_id, type(error).__name__, "; sending it without attachments" if plan.attached else "")
+
+    def command_error(self, session: Session, report: Report, author: str, message: Message, errors: Sequence[str], calendar: BusinessCalendar, now: datetime, carried_out: bool = False) -> None:
+        context = self.report_context(report, calendar) | {"errors": list(errors), "carried_out": carried_out}
+        self.writer.enqueue_mail(session, f"command_error:{message.id}", "command_error", (author,), context, now, report=report, in_reply_to=message.message_id)
+
+    # --- what the templates read ----------------------------------------------------------
+
+    def report_context(self, report: Report, calendar: BusinessCalendar) -> dict[str, Any]:
+        return mail_report_context(report, calendar, self.config.staff.anonymous_alias)
+
+    def reporter_context(self, report: Report, calendar: BusinessCalendar) -> dict[str, Any]:
+        """The report as mail to the reporter repeats it: its subject and file names
+        shortened (an acknowledgement goes to any envelope sender; staff get them in full)."""
+        context = self.report_context(report, calendar)
+        summary = context["report"]
+        summary["subject"] = shortened_line(summary["subject"])
+        summary["attachments"] = [item | {"filename": shortened_line(item["filename"])} for item in summary["attachments"]]
+        return context
+
+    def is_auto(self, milestone: str) -> bool:
+        return milestone in self.config.sla.names and self.config.sla.milestone(milestone).auto
