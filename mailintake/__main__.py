@@ -1,6 +1,6 @@
 import sys
 
-from mailintake.cli.main import main
+from mailintake.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

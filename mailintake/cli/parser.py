@@ -1,0 +1,71 @@
+"""The argument parser: the top level gathers the command groups; a usage error is one
+line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, NoReturn, Protocol, TypeAlias
+
+from dateutil.parser import isoparse
+
+from mailintake import __version__
+from mailintake.calendar.business import BusinessCalendar
+
+if TYPE_CHECKING:
+    from mailintake.cli.context import AppContext
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+Subcommands: TypeAlias = "argparse._SubParsersAction[OneLineParser]"
+Handler: TypeAlias = "Callable[[argparse.Namespace, AppContext], int]"
+
+
+class UsageError(Exception):
+    """Bad input from the command line: exit status 2."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+class CommandGroup(Protocol):
+    """A module of cli/ that adds one command (or a group of subcommands) to the parser."""
+
+    def add_to(self, commands: Subcommands) -> None: ...
+
+
+def build_parser(groups: Sequence[CommandGroup]) -> OneLineParser:
+    parser = OneLineParser(prog="mailintake", description="Runs a security@ mailbox: stores every report, tracks it, answers on time.")
+    parser.add_argument("--config", metavar="PATH", help="config file (default: $MAILINTAKE_CONFIG)")
+    parser.add_argument("--version", action="version", version=f"mailintake {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser)
+    for group in groups:
+        group.add_to(commands)
+    return parser
+
+
+def add_group(commands: Subcommands, name: str, help: str) -> Subcommands:
+    return commands.add_parser(name, help=help).add_subparsers(dest=f"{name}_command", required=True, metavar="SUBCOMMAND")
+
+
+def add_command(commands: Subcommands, name: str, help: str, handler: Handler) -> argparse.ArgumentParser:
+    command = commands.add_parser(name, help=help)
+    command.set_defaults(handler=handler)
+    return command
+
+
+def add_json_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def moment_in(calendar: BusinessCalendar, text: str, option: str) -> datetime:
+    """An ISO 8601 moment; without an offset it is wall time in the calendar's zone."""
+    try:
+        moment: datetime = isoparse(text)
+    except (ValueError, OverflowError):
+        raise UsageError(f"{option}: {text!r} is not an ISO 8601 date and time (e.g. 2026-12-23T16:00+01:00)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=calendar.zone)

@@ -1,0 +1,91 @@
+"""sla: the milestones of open reports: their state, recomputing their deadlines, one SLA pass."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import datetime
+from typing import Any
+
+from mailintake.calendar.business import BusinessCalendar
+from mailintake.calendar.durations import duration_text
+from mailintake.cli.context import AppContext
+from mailintake.cli.output import print_listing
+from mailintake.cli.parser import Subcommands, add_command, add_group, add_json_option
+from mailintake.deadlines.milestones import MilestoneView, milestone_views, refresh_open_reports
+from mailintake.service.scheduler import scheduled_pass
+
+
+def add_to(commands: Subcommands) -> None:
+    sla = add_group(commands, "sla", "SLA milestones of open reports")
+    status = add_command(sla, "status", "open milestones: due time, business time left, state (ok/warning/breached/met/waiting/paused)", show_status)
+    status.add_argument("--now", metavar="ISO", help="evaluate at this moment instead of the clock")
+    add_json_option(status)
+    add_command(sla, "recompute", "recompute every open report's deadlines (after editing [calendar] or [sla.*] in the config)", recompute)
+    check = add_command(sla, "check", "run one SLA pass (warnings, breaches, escalations, reminders, digest) at a moment", check_now)
+    check.add_argument("--now", metavar="ISO", help="the moment of the pass (default: the clock)")
+
+
+def show_status(arguments: argparse.Namespace, context: AppContext) -> int:
+    calendar = context.calendar
+    now = moment_of(arguments, context)
+    with context.transaction() as session:
+        views = milestone_views(session, context.config.sla, calendar, now)
+    items = [milestone_item(view, calendar, now) for view in views]
+    return print_listing(items, arguments.json, milestone_line, "no open milestones")
+
+
+def moment_of(arguments: argparse.Namespace, context: AppContext) -> datetime:
+    """--now, or the clock's time."""
+    return context.moment(arguments.now, "--now") if arguments.now else context.clock()
+
+
+def milestone_line(item: dict[str, Any]) -> str:
+    promise = f"  (promised {item['promised_due_at']}, recomputed {item['computed_due_at']})" if item["promise_differs"] else ""
+    return f"{item['tracking_id']}  {item['milestone']:<16} {item['state']:<9} due {item['due_at'] or '-'}  {item['left']}{promise}"
+
+
+def milestone_item(view: MilestoneView, calendar: BusinessCalendar, now: datetime) -> dict[str, Any]:
+    status = view.status
+
+    def local(moment: datetime | None) -> str | None:
+        return moment.astimezone(calendar.zone).isoformat() if moment else None
+
+    return {
+        "tracking_id": view.tracking_id,
+        "milestone": status.name,
+        "state": status.state,
+        "started_at": local(status.started_at),
+        "due_at": local(view.due_at),
+        "warn_at": local(status.warn_at),
+        "met_at": local(status.met_at),
+        "computed_due_at": local(view.computed_due_at),
+        "promised_due_at": local(view.promised_due_at),
+        "promise_differs": view.promised_due_at is not None and view.promised_due_at != view.computed_due_at,
+        "business_seconds_left": int(calendar.business_time_between(now, view.due_at).total_seconds()) if view.due_at and status.state not in ("met",) else None,
+        "left": time_left_text(calendar, now, view.due_at, status.state),
+    }
+
+
+def time_left_text(calendar: BusinessCalendar, now: datetime, due_at: datetime | None, state: str) -> str:
+    if state in ("met", "waiting", "paused") or due_at is None:
+        return ""
+    if now > due_at:
+        return f"overdue by {duration_text(now - due_at)}"
+    return f"{duration_text(calendar.business_time_between(now, due_at))} business time left"
+
+
+def recompute(arguments: argparse.Namespace, context: AppContext) -> int:
+    calendar = context.calendar
+    with context.transaction() as session:
+        moved = refresh_open_reports(session, context.config.sla, calendar, context.clock())
+    print(f"{moved} open deadline(s) moved")
+    return 0
+
+
+def check_now(arguments: argparse.Namespace, context: AppContext) -> int:
+    calendar = context.calendar
+    now = moment_of(arguments, context)
+    enqueued = scheduled_pass(context.sessions, context.config, context.notices, now)
+    print(f"SLA pass at {now.astimezone(calendar.zone).isoformat()}: {enqueued} mail(s) enqueued")
+    return 0
+
