@@ -2,8 +2,8 @@
 
 Run: .venv/bin/python bench/deadlines.py
 
-(Named deadlines.py, not calendar.py as issue 4 says: a bench/calendar.py would shadow the
-standard library's `calendar` module for every script in bench/.)
+(Named deadlines.py, not calendar.py: a bench/calendar.py would shadow the standard
+library's `calendar` module for every script in bench/.)
 """
 
 import sys
@@ -17,7 +17,8 @@ from datetime import date, datetime, timedelta, timezone  # noqa: E402
 
 from mailintake.calendar.business import BusinessCalendar, Closure  # noqa: E402
 from mailintake.calendar.durations import Duration, parse_duration  # noqa: E402
-from mailintake.sla.policy import Policy, compute_schedule, policy_from_mapping  # noqa: E402
+from mailintake.sla.policy import Policy, policy_from_mapping  # noqa: E402
+from mailintake.sla.schedule import compute_schedule  # noqa: E402
 
 SEED = 20261120
 BASE = datetime(2026, 1, 1, tzinfo=timezone.utc)

@@ -22,7 +22,7 @@ from sqlalchemy import insert
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mailintake.deadlines.closures import add_closure, effective_calendar, recompute_after_change  # noqa: E402
-from mailintake.config.schema import load_config  # noqa: E402
+from mailintake.config.loading import load_config  # noqa: E402
 from mailintake.storage.db import create_database_engine, session_factory, transaction, upgrade_database  # noqa: E402
 from mailintake.deadlines.milestones import refresh_open_reports  # noqa: E402
 from mailintake.storage.models import Report  # noqa: E402

@@ -8,89 +8,27 @@ import os
 import signal
 from typing import NoReturn
 
-from collections.abc import Awaitable, Callable
-
-from sqlalchemy.orm import Session, sessionmaker
-
-from mailintake.core.clock import Clock, utc_now
 from mailintake.config.schema import Config
-from mailintake.storage.db import create_database_engine, database_is_current, session_factory
-from mailintake.outbound.send import deliver_due
+from mailintake.core.clock import Clock, utc_now
+from mailintake.intake.handler import AcceptedRecipients, IntakeHandler
+from mailintake.intake.listener import protocol_factory
+from mailintake.intake.rules import session_rules
 from mailintake.intake.store import GroupCommitStore
-from mailintake.intake.listener import AcceptedRecipients, IntakeHandler, protocol_factory, session_rules
-from mailintake.outbound.mailer import Mailer
-from mailintake.parse.pool import ParserPool, parser_pool_for
-from mailintake.pipeline import ProcessingRules, process_due
-from mailintake.service.scheduler import start_scheduler
+from mailintake.outbound.notices import Notices
 from mailintake.outbound.templates import REQUIRED, Templates
+from mailintake.parse.pool import parser_pool_for
+from mailintake.pipeline import Services
+from mailintake.service.scheduler import start_scheduler
+from mailintake.service.workers import inbound_worker, outbox_worker
+from mailintake.storage.db import create_database_engine, database_is_current, session_factory
 
 log = logging.getLogger(__name__)
 
 EXIT_STORAGE_HUNG = 75
-PROGRESS = frozenset({"processed", "duplicate", "failed"})
 
 
 class SchemaNotCurrent(Exception):
     pass
-
-
-class Worker:
-    """Runs `work` until it reports nothing done, then sleeps until woken or `interval` passes."""
-
-    def __init__(self, name: str, interval: float, work: Callable[[Worker], Awaitable[bool]]) -> None:
-        self.name = name
-        self.interval = interval
-        self.work = work
-        self._wake = asyncio.Event()
-        self._stopping = False
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
-
-    @property
-    def stopping(self) -> bool:
-        return self._stopping
-
-    async def run(self) -> None:
-        while not self._stopping:
-            self._wake.clear()
-            try:
-                progressed = await self.work(self)
-            except Exception as error:
-                log.error("%s round failed (%s); retrying in %g s", self.name, type(error).__name__, self.interval)
-                progressed = False
-            if progressed and not self._stopping:
-                continue
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.interval)
-            except TimeoutError:
-                pass
-
-
-def inbound_worker(sessions: sessionmaker[Session], parsers: list[ParserPool], rules: ProcessingRules, clock: Clock, on_progress: Callable[[], None]) -> Worker:
-    """Turns stored deliveries into reports: woken after each commit, sweeps for retries."""
-
-    async def process(worker: Worker) -> bool:
-        outcomes = await asyncio.to_thread(process_due, sessions, parsers, rules, clock, lambda: worker.stopping)
-        progressed = any(outcome.status in PROGRESS for outcome in outcomes)
-        if progressed:
-            on_progress()
-        return progressed
-
-    return Worker("inbound processing", rules.retry_interval, process)
-
-
-def outbox_worker(sessions: sessionmaker[Session], config: Config, mailer: Mailer, clock: Clock) -> Worker:
-    """Delivers outbox rows: woken when rows are enqueued, sweeps every outbox_interval."""
-
-    async def deliver(worker: Worker) -> bool:
-        return await deliver_due(sessions, config, mailer, clock) > 0
-
-    return Worker("outbox delivery", config.scheduler.outbox_interval, deliver)
 
 
 async def serve(config: Config, clock: Clock = utc_now) -> None:
@@ -102,10 +40,10 @@ async def serve(config: Config, clock: Clock = utc_now) -> None:
     reply_key = config.secrets.reply_key()
     if "allowlist" in config.staff.authentication:
         log.warning("[staff] authentication = \"allowlist\": anyone who writes a staff member's address in From: acts as staff; for development only")
-    mailer = Mailer(config, checked_templates(config), reply_key)
+    notices = Notices(config, checked_templates(config), reply_key)
     parsers = [parser_pool_for(config.intake) for _ in range(config.intake.parse_workers)]
-    outbox = outbox_worker(sessions, config, mailer, clock)
-    worker = inbound_worker(sessions, parsers, ProcessingRules.from_config(config, mailer), clock, outbox.wake)
+    outbox = outbox_worker(sessions, config, notices, clock)
+    worker = inbound_worker(sessions, parsers, Services.from_config(config, notices), clock, outbox.wake)
 
     recipients = AcceptedRecipients(config.intake.addresses, config.intake.reply_address, reply_key)
     handler = IntakeHandler(recipients, GroupCommitStore(sessions), worker.wake, clock, config.listener.protocol, config.intake.store_timeout, config.listener.require_starttls)
@@ -120,7 +58,7 @@ async def serve(config: Config, clock: Clock = utc_now) -> None:
         loop.add_signal_handler(signum, stopping.set)
     worker_task = asyncio.create_task(worker.run())
     outbox_task = asyncio.create_task(outbox.run())
-    scheduler = start_scheduler(sessions, config, mailer, clock, outbox.wake)
+    scheduler = start_scheduler(sessions, config, notices, clock, outbox.wake)
     log.info("listening on %s:%d (%s)", config.listener.host, config.listener.port, config.listener.protocol)
     warming = [asyncio.create_task(asyncio.to_thread(parser.warm_up)) for parser in parsers]
     if not config.listener.on_loopback and not config.listener.require_starttls:

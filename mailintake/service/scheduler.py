@@ -14,32 +14,30 @@ from datetime import datetime
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailintake.jobs.sla_pass import sla_pass
-from mailintake.deadlines.closures import effective_calendar
-from mailintake.core.clock import Clock
 from mailintake.config.schema import Config
+from mailintake.core.clock import Clock
+from mailintake.deadlines.closures import effective_calendar
+from mailintake.jobs.digest import daily_digest_pass
+from mailintake.jobs.sla_pass import sla_pass
+from mailintake.outbound.notices import Notices
 from mailintake.storage.db import transaction
-from mailintake.outbound.mailer import Mailer
 
 log = logging.getLogger(__name__)
 
 
-def scheduled_pass(sessions: sessionmaker[Session], config: Config, mailer: Mailer, now: datetime) -> int:
+def scheduled_pass(sessions: sessionmaker[Session], config: Config, notices: Notices, now: datetime) -> int:
     """SLA alerts at `now`, and the day's digest once its local time has come on a business day."""
     with transaction(sessions) as session:
         calendar = effective_calendar(session, config.calendar)
-        enqueued = len(sla_pass(session, config.sla, calendar, mailer, now))
-        local = now.astimezone(calendar.zone)
-        digest_time = config.scheduler.digest_time
-        if digest_time is not None and local.time() >= digest_time and calendar.is_business_day(local.date()):
-            enqueued += mailer.daily_digest(session, local.date(), calendar, now)
+        enqueued = len(sla_pass(session, config.sla, calendar, notices, now))
+        enqueued += daily_digest_pass(session, config.scheduler.digest_time, calendar, notices, now)
     return enqueued
 
 
-def start_scheduler(sessions: sessionmaker[Session], config: Config, mailer: Mailer, clock: Clock, on_enqueued: Callable[[], None]) -> AsyncIOScheduler:
+def start_scheduler(sessions: sessionmaker[Session], config: Config, notices: Notices, clock: Clock, on_enqueued: Callable[[], None]) -> AsyncIOScheduler:
     async def run_pass() -> None:
         try:
-            enqueued = await asyncio.to_thread(scheduled_pass, sessions, config, mailer, clock())
+            enqueued = await asyncio.to_thread(scheduled_pass, sessions, config, notices, clock())
         except Exception as error:
             log.error("SLA pass failed (%s); next pass in %g s", type(error).__name__, config.scheduler.sla_interval)
             return

@@ -24,7 +24,7 @@ from tests.hostile.helpers import (
 )
 from tests.integration.helpers import mail, plain, report_mail, side_address, signed
 from tests.integration.relay import Relay
-from tests.integration.test_outbound import STAFF, outbox, send
+from tests.integration.helpers import STAFF, outbox, send
 
 pytestmark = pytest.mark.slow
 

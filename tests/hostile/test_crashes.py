@@ -24,7 +24,7 @@ from tests.hostile.helpers import LEADS, TEAM, send_and_reply
 from tests.integration.helpers import inbound_rows, report_mail, reports, wait_until_processed
 from tests.integration.relay import Relay
 from tests.integration.test_durability import MESSAGES, numbered_mails, send_concurrently
-from tests.integration.test_outbound import STAFF, outbox, run_cli, send, wait_for_outbox
+from tests.integration.helpers import STAFF, outbox, run_cli, send, wait_for_outbox
 
 pytestmark = pytest.mark.slow
 

@@ -23,7 +23,7 @@ from tests.integration.test_conversation import (
     new_report,
     report_named,
 )
-from tests.integration.test_outbound import run_cli
+from tests.integration.helpers import run_cli
 
 pytestmark = pytest.mark.slow
 

@@ -17,7 +17,7 @@ from mailintake.storage.models import MilestoneRecord, OutboxMessage, Report
 from tests.hostile.helpers import LEADS, SECURITY, TEAM, Stack, message_id, with_headers
 from tests.integration.helpers import mail, plain, report_mail, reports, wait_until_processed
 from tests.integration.relay import Received, Relay
-from tests.integration.test_outbound import FIXTURES, STAFF, outbox, run_cli, send
+from tests.integration.helpers import FIXTURES, STAFF, outbox, run_cli, send
 
 pytestmark = pytest.mark.slow
 

@@ -22,7 +22,7 @@ from tests.dkim_keys import dkim_txt_record
 from tests.dns_server import TxtDnsServer
 from tests.integration.helpers import mail, plain, report_mail, side_address, signed, wait_until_processed
 from tests.integration.relay import Received, Relay
-from tests.integration.test_outbound import run_cli, send, wait_for_outbox
+from tests.integration.helpers import run_cli, send, wait_for_outbox
 
 pytestmark = pytest.mark.slow
 
@@ -213,7 +213,8 @@ def test_with_auto_false_the_first_human_reply_acknowledges(conversation, sessio
 def test_replies_from_real_mail_clients_reach_the_reporter_as_only_what_staff_wrote(conversation, sessions: sessionmaker[Session]) -> None:
     """Outlook (HTML-only, RE:, winmail.dat), Gmail (top and bottom quote), Thunderbird,
     Apple Mail, mutt and a German Outlook (AW:) as the clients really send them."""
-    from mailintake.parse.message import normalized_line_endings, parse_message
+    from mailintake.parse.headers import normalized_line_endings
+    from mailintake.parse.message import parse_message
     from mailintake.conversation.reply_text import clean_staff_reply
 
     fixtures = sorted(REPLIES.glob("*.eml"))

@@ -18,12 +18,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from mailintake.deadlines.closures import effective_calendar
-from mailintake.config.schema import load_config
+from mailintake.config.loading import load_config
 from mailintake.storage.db import transaction
 from mailintake.intake.store import Delivery, store_delivery
 from mailintake.deadlines.milestones import meet_milestone, milestones_due_before, refresh_open_reports
 from mailintake.storage.models import CalendarChange, MilestoneRecord, Report
-from mailintake.pipeline import ProcessingRules, process_inbound
+from mailintake.pipeline import Services, process_inbound
 from tests.daemon import REPO
 from tests.integration.helpers import example_rules, report_mail, rules_for
 from tests.integration.test_processing import DirectParser
@@ -31,7 +31,7 @@ from tests.integration.test_processing import DirectParser
 UTC = timezone.utc
 
 
-def receive(sessions: sessionmaker[Session], rules: ProcessingRules, received_at: datetime, number: int = 1) -> str:
+def receive(sessions: sessionmaker[Session], rules: Services, received_at: datetime, number: int = 1) -> str:
     raw = report_mail(message_id=f"<deadline-{number}@example.org>", body=f"report {number}")
     inbound_id = store_delivery(sessions, Delivery(received_at, "smtp", "127.0.0.1", "client", "r@example.org", ("security@example.com",), raw))
     outcome = process_inbound(sessions, DirectParser(), rules, inbound_id, lambda: received_at)

@@ -6,7 +6,6 @@ Message-IDs. SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import os
 import smtplib
 import subprocess
 import sys
@@ -18,26 +17,20 @@ from pathlib import Path
 from uuid import uuid4
 
 import pytest
-from sqlalchemy import Engine, create_engine, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
+from mailintake.core.tokens import key_from_text, reply_address
 from mailintake.storage.db import create_database_engine, session_factory, transaction, upgrade_database
 from mailintake.storage.models import InboundMessage, OutboxMessage, Report
-from mailintake.core.tokens import key_from_text, reply_address
-from tests.conftest import POSTGRES_ENV, drop_schema
+from tests.conftest import postgresql_schema_url
 from tests.daemon import REPO, TEST_TOKEN_KEY, DaemonProcess, write_config
+from tests.integration.helpers import BROKEN_ACK, LEADS, POLICY_A, TEAM, TRIGGER
 from tests.integration.relay import Received, Relay
 
 pytestmark = pytest.mark.slow
 
-TEAM, LEADS = "team@example.com", "leads@example.com"
 LIMIT = 10_000
-POLICY_A = (REPO / "presets" / "policy-a.toml").read_text()
-TRIGGER = "Trigger the broken template"
-SHIPPED_ACK = (REPO / "templates" / "acknowledgement.txt.j2").read_text()
-# Passes the start check (the sample report has another subject), fails on one real report.
-BROKEN_ACK = SHIPPED_ACK.replace("Your report: {{ report.subject }}\n", "Your report: {{ report.subject }}\n{% if report.subject == \"" + TRIGGER + "\" %}{{ no_such_name }}{% endif %}\n")
 
 
 @dataclass
@@ -55,18 +48,8 @@ def module_database(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
     if request.param == "sqlite":
         yield f"sqlite:///{directory / 'mailintake.db'}", directory
         return
-    base = os.environ.get(POSTGRES_ENV)
-    if not base:
-        pytest.skip(f"PostgreSQL variant needs {POSTGRES_ENV} (set by .ci/run)")
-    schema = f"t_{uuid4().hex[:16]}"
-    admin: Engine = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield make_url(base).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False), directory
-    finally:
-        drop_schema(admin, schema)
-        admin.dispose()
+    with postgresql_schema_url("t") as url:
+        yield url, directory
 
 
 @pytest.fixture(scope="module")
@@ -207,7 +190,7 @@ def test_a_template_failing_on_a_real_report_alerts_once_and_staff_still_hear_of
     assert f"acknowledgement for {first.tracking_id}" in text and "undefined value 'no_such_name'" in text
     log = setup.daemon.log()
     for report in (first, second):
-        assert f"ERROR mailintake.outbound.mailer: acknowledgement mail for {report.tracking_id} not sent: template " in log
+        assert f"ERROR mailintake.outbound.rendering: acknowledgement mail for {report.tracking_id} not sent: template " in log
     for secret in (TRIGGER, "reporter.example.org", "Secret steps"):
         assert secret not in log and secret not in text
 

@@ -1,13 +1,13 @@
-"""The Mailer against a real database (SQLite and PostgreSQL), with the real templates and
-compose: the contexts it passes have exactly the keys of the start-up samples, a template
-that fails on real data costs one alert and mislabels nothing, and what it tells staff and
+"""The notices against a real database (SQLite and PostgreSQL), with the real templates and
+compose: the contexts they pass have exactly the keys of the start-up samples, a template
+that fails on real data costs one alert and mislabels nothing, and what they tell staff and
 reporters stays within bounds."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, time, timedelta, timezone
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -16,23 +16,21 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
+from mailintake.config.loading import load_config
+from mailintake.config.schema import Config
 from mailintake.deadlines.closures import effective_calendar
-from mailintake.config.schema import Config, load_config
-from mailintake.storage.db import transaction
 from mailintake.intake.store import Delivery, store_delivery
-from mailintake.outbound.mailer import Mailer
-from mailintake.storage.models import Message, OutboxMessage, Report
-from mailintake.parse.message import parse_message
-from mailintake.pipeline import ProcessingRules, process_inbound
+from mailintake.jobs.digest import daily_digest_pass
+from mailintake.outbound.notices import Notices
 from mailintake.outbound.templates import REQUIRED, SAMPLE_CONTEXTS, RenderedMail, Templates
+from mailintake.parse.message import parse_message
+from mailintake.pipeline import Services, process_inbound
+from mailintake.storage.db import transaction
+from mailintake.storage.models import Message, OutboxMessage, Report
 from tests.daemon import REPO, write_config
+from tests.integration.helpers import BROKEN_ACK, LEADS, POLICY_A, TEAM, TRIGGER, outbox
 
 MOMENT = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
-TEAM, LEADS = "team@example.com", "leads@example.com"
-POLICY_A = (REPO / "presets" / "policy-a.toml").read_text()
-SHIPPED_ACK = (REPO / "templates" / "acknowledgement.txt.j2").read_text()
-TRIGGER = "Trigger the broken template"
-BROKEN_ACK = SHIPPED_ACK.replace("Your report: {{ report.subject }}\n", "Your report: {{ report.subject }}\n{% if report.subject == \"" + TRIGGER + "\" %}{{ no_such_name }}{% endif %}\n")
 
 
 class DirectParser:
@@ -70,9 +68,9 @@ def report_with_attachment(subject: str = "Stored XSS in profile page", sender: 
     return message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
 
 
-def process(sessions: sessionmaker[Session], rules: ProcessingRules, raw: bytes, sender: str = "researcher@example.org") -> None:
+def process(sessions: sessionmaker[Session], services: Services, raw: bytes, sender: str = "researcher@example.org") -> None:
     inbound_id = store_delivery(sessions, Delivery(MOMENT, "smtp", "127.0.0.1", "client", sender, ("security@example.com",), raw))
-    assert process_inbound(sessions, DirectParser(), rules, inbound_id, lambda: MOMENT).status == "processed"
+    assert process_inbound(sessions, DirectParser(), services, inbound_id, lambda: MOMENT).status == "processed"
 
 
 def loaded_report(session: Session, tracking_id: str | None = None) -> Report:
@@ -80,11 +78,6 @@ def loaded_report(session: Session, tracking_id: str | None = None) -> Report:
     if tracking_id is not None:
         query = query.where(Report.tracking_id == tracking_id)
     return session.scalars(query.order_by(Report.id.desc()).limit(1)).one()
-
-
-def outbox(sessions: sessionmaker[Session]) -> list[OutboxMessage]:
-    with transaction(sessions) as session:
-        return list(session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
 
 
 def sent_message(row: OutboxMessage) -> EmailMessage:
@@ -96,7 +89,7 @@ def key_differences(sample: object, actual: object, path: str = "") -> list[str]
     either side says nothing about the keys."""
     if isinstance(sample, Mapping) and isinstance(actual, Mapping):
         differences = [f"{path}.{key}: not in the sample" for key in actual.keys() - sample.keys()]
-        differences += [f"{path}.{key}: not passed by the Mailer" for key in sample.keys() - actual.keys()]
+        differences += [f"{path}.{key}: not passed by the notices" for key in sample.keys() - actual.keys()]
         for key in sample.keys() & actual.keys():
             differences += key_differences(sample[key], actual[key], f"{path}.{key}")
         return differences
@@ -105,11 +98,11 @@ def key_differences(sample: object, actual: object, path: str = "") -> list[str]
     return []
 
 
-def test_the_mailer_passes_every_template_exactly_the_keys_of_its_sample(tmp_path: Path, sessions: sessionmaker[Session], database_url: str) -> None:
+def test_the_notices_pass_every_template_exactly_the_keys_of_its_sample(tmp_path: Path, sessions: sessionmaker[Session], database_url: str) -> None:
     config = config_for(tmp_path, database_url)
     templates = RecordingTemplates(None)
-    mailer = Mailer(config, templates, config.secrets.reply_key())
-    process(sessions, ProcessingRules.from_config(config, mailer), report_with_attachment())
+    notices = Notices(config, templates, config.secrets.reply_key())
+    process(sessions, Services.from_config(config, notices), report_with_attachment())
     now = MOMENT + timedelta(days=30)
     with transaction(sessions) as session:
         report = loaded_report(session)
@@ -117,17 +110,17 @@ def test_the_mailer_passes_every_template_exactly_the_keys_of_its_sample(tmp_pat
         first = report.messages[0]
         record = next(record for record in report.milestones if record.due_at is not None and record.awaiting)
         for kind in ("sla_warning", "sla_breach", "sla_escalation", "progress_reminder"):
-            assert mailer.sla_alert(session, kind, record, calendar, now)
-        assert mailer.daily_digest(session, date(2026, 12, 23), calendar, now)
-        assert mailer.delivery_failure(session, 1, "acknowledgement", ["researcher@example.org"], "550 5.1.1 unknown", 3, report, now)
+            assert notices.sla_alert(session, kind, record, calendar, now)
+        assert daily_digest_pass(session, time(8, 30), calendar, notices, now) == 1
+        assert notices.delivery_failure(session, 1, "acknowledgement", ["researcher@example.org"], "550 5.1.1 unknown", 3, report, now)
         for number, template in enumerate(("staff_reply", "resolution", "rejected", "duplicate", "out_of_scope")):
             # The context conversation.answer_reporter passes.
-            assert mailer.to_reporter(session, f"relay:test-{number}", template, report, {"text": "We fixed it.", "assessment": True, "eta": "2027-01-15"}, calendar, now)
-        mailer.reporter_reply_forwarded(session, report, first, True, True, calendar, now)
-        mailer.command_error(session, report, "alice@example.com", first, ["line 1: unknown command #stauts"], calendar, now)
-        mailer.flagged_report(session, report, calendar, now)
-        assert mailer.unprocessable_mail(session, 1, "parse timed out after 30 s", now)
-        mailer.auto_reply_limit_reached(session, report, "researcher@example.org", calendar, now)
+            assert notices.to_reporter(session, f"relay:test-{number}", template, report, {"text": "We fixed it.", "assessment": True, "eta": "2027-01-15"}, calendar, now)
+        notices.reporter_reply_forwarded(session, report, first, True, True, calendar, now)
+        notices.command_error(session, report, "alice@example.com", first, ["line 1: unknown command #stauts"], calendar, now)
+        notices.flagged_report(session, report, calendar, now)
+        assert notices.unprocessable_mail(session, 1, "parse timed out after 30 s", now)
+        notices.auto_reply_limit_reached(session, report, "researcher@example.org", calendar, now)
     assert set(templates.contexts) == set(REQUIRED)
     for name in REQUIRED:
         assert key_differences(SAMPLE_CONTEXTS[name], templates.contexts[name], name) == []
@@ -140,11 +133,11 @@ def test_a_template_failing_on_real_data_alerts_once_and_mislabels_nothing(tmp_p
     config = config_for(tmp_path, database_url, templates={"dir": str(override)})
     templates = Templates(config.templates.dir)
     templates.check(REQUIRED)
-    rules = ProcessingRules.from_config(config, Mailer(config, templates, config.secrets.reply_key()))
-    with caplog.at_level(logging.ERROR, logger="mailintake.outbound.mailer"):
+    services = Services.from_config(config, Notices(config, templates, config.secrets.reply_key()))
+    with caplog.at_level(logging.ERROR, logger="mailintake.outbound.rendering"):
         for number in range(2):
-            process(sessions, rules, report_with_attachment(subject=TRIGGER, sender=f"r{number}@reporter.example.org", message_id=f"<t{number}@reporter.example.org>"), sender=f"r{number}@reporter.example.org")
-        process(sessions, rules, report_with_attachment(message_id="<fine@reporter.example.org>"))
+            process(sessions, services, report_with_attachment(subject=TRIGGER, sender=f"r{number}@reporter.example.org", message_id=f"<t{number}@reporter.example.org>"), sender=f"r{number}@reporter.example.org")
+        process(sessions, services, report_with_attachment(message_id="<fine@reporter.example.org>"))
     rows = outbox(sessions)
     assert sorted(row.kind for row in rows) == ["acknowledgement", "staff_notification", "staff_notification", "staff_notification", "template_failure"]
     [alert] = [row for row in rows if row.kind == "template_failure"]
@@ -171,9 +164,9 @@ def test_an_edited_template_that_fails_again_alerts_again(tmp_path: Path, sessio
     path = override / "acknowledgement.txt.j2"
     path.write_text(BROKEN_ACK)
     config = config_for(tmp_path, database_url, templates={"dir": str(override)})
-    process(sessions, ProcessingRules.from_config(config, Mailer(config, Templates(config.templates.dir), config.secrets.reply_key())), report_with_attachment(subject=TRIGGER, message_id="<a@x.example>"))
+    process(sessions, Services.from_config(config, Notices(config, Templates(config.templates.dir), config.secrets.reply_key())), report_with_attachment(subject=TRIGGER, message_id="<a@x.example>"))
     path.write_text(BROKEN_ACK.replace("Hello,", "Hi,"))
-    process(sessions, ProcessingRules.from_config(config, Mailer(config, Templates(config.templates.dir), config.secrets.reply_key())), report_with_attachment(subject=TRIGGER, message_id="<b@x.example>"))
+    process(sessions, Services.from_config(config, Notices(config, Templates(config.templates.dir), config.secrets.reply_key())), report_with_attachment(subject=TRIGGER, message_id="<b@x.example>"))
     assert [row.kind for row in outbox(sessions)].count("template_failure") == 2
 
 
@@ -183,18 +176,18 @@ def test_a_failing_staff_template_still_lets_the_reporter_be_acknowledged(tmp_pa
     shipped = (REPO / "templates" / "staff_notification.txt.j2").read_text()
     (override / "staff_notification.txt.j2").write_text(shipped.replace("----- Report text -----\n", "----- Report text -----\n{{ report.urls[5] }}\n"))
     config = config_for(tmp_path, database_url, templates={"dir": str(override)})
-    process(sessions, ProcessingRules.from_config(config, Mailer(config, Templates(config.templates.dir), config.secrets.reply_key())), report_with_attachment())
+    process(sessions, Services.from_config(config, Notices(config, Templates(config.templates.dir), config.secrets.reply_key())), report_with_attachment())
     assert sorted(row.kind for row in outbox(sessions)) == ["acknowledgement", "template_failure"]
 
 
 def test_mail_to_the_reporter_echoes_at_most_a_hundred_characters_of_the_subject(tmp_path: Path, sessions: sessionmaker[Session], database_url: str) -> None:
     config = config_for(tmp_path, database_url)
-    mailer = Mailer(config, Templates(None), config.secrets.reply_key())
+    notices = Notices(config, Templates(None), config.secrets.reply_key())
     subject = "Buy cheap watches at shop.example.net today " * 8
-    process(sessions, ProcessingRules.from_config(config, mailer), report_with_attachment(subject=subject))
+    process(sessions, Services.from_config(config, notices), report_with_attachment(subject=subject))
     with transaction(sessions) as session:
         report = loaded_report(session)
-        relayed = mailer.to_reporter(session, "relay:test", "staff_reply", report, {"text": "Thanks.", "assessment": False, "eta": None}, effective_calendar(session, config.calendar), MOMENT)
+        relayed = notices.to_reporter(session, "relay:test", "staff_reply", report, {"text": "Thanks.", "assessment": False, "eta": None}, effective_calendar(session, config.calendar), MOMENT)
         assert relayed is not None
     by_kind = {row.kind: sent_message(row) for row in outbox(sessions)}
     ack_text = by_kind["acknowledgement"].get_body(("plain",)).get_content()
@@ -207,12 +200,12 @@ def test_mail_to_the_reporter_echoes_at_most_a_hundred_characters_of_the_subject
 
 def test_a_failed_mail_to_an_anonymous_reporter_shows_staff_only_the_alias(tmp_path: Path, sessions: sessionmaker[Session], database_url: str) -> None:
     config = config_for(tmp_path, database_url)
-    mailer = Mailer(config, Templates(None), config.secrets.reply_key())
-    process(sessions, ProcessingRules.from_config(config, mailer), report_with_attachment(sender="whistle@anon.example", body="Please keep me anonymous.\nIDOR\n"), sender="whistle@anon.example")
+    notices = Notices(config, Templates(None), config.secrets.reply_key())
+    process(sessions, Services.from_config(config, notices), report_with_attachment(sender="whistle@anon.example", body="Please keep me anonymous.\nIDOR\n"), sender="whistle@anon.example")
     with transaction(sessions) as session:
         report = loaded_report(session)
         assert report.anonymous
-        assert mailer.delivery_failure(session, 1, "acknowledgement", ["Whistle@anon.example"], "550 5.1.1 <whistle@anon.example>: unknown", 3, report, MOMENT)
+        assert notices.delivery_failure(session, 1, "acknowledgement", ["Whistle@anon.example"], "550 5.1.1 <whistle@anon.example>: unknown", 3, report, MOMENT)
     [alert] = [row for row in outbox(sessions) if row.kind == "delivery_failure"]
     content = alert.content.decode("utf-8", "replace")
     assert "anon.example" not in content.lower()

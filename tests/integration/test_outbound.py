@@ -4,55 +4,21 @@ failures, through a real aiosmtpd relay on loopback. SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
-import smtplib
-import subprocess
-import sys
 import time
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailintake.storage.db import transaction
-from mailintake.storage.models import MilestoneRecord, OutboxMessage
 from mailintake.core.tokens import ReplyToken, key_from_text, parse_reply_address
-from tests.daemon import REPO, TEST_TOKEN_KEY
-from tests.integration.helpers import report_mail, reports
+from mailintake.storage.db import transaction
+from mailintake.storage.models import MilestoneRecord
+from tests.daemon import TEST_TOKEN_KEY
+from tests.integration.helpers import FIXTURES, LEADS, POLICY_A, STAFF, TEAM, outbox, report_mail, reports, run_cli, send, wait_for_outbox
 from tests.integration.relay import Received, Relay
 
 pytestmark = pytest.mark.slow
-
-FIXTURES = REPO / "tests" / "fixtures" / "mail"
-TEAM, LEADS = "team@example.com", "leads@example.com"
-POLICY_A = (REPO / "presets" / "policy-a.toml").read_text()
-STAFF = {"staff": {"notify": [TEAM], "alerts": [LEADS]}, "calendar": {"timezone": "Europe/Amsterdam", "country": "NL"}, "extra": POLICY_A}
-
-
-def send(port: int, raw: bytes, sender: str = "researcher@example.org") -> None:
-    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
-        client.sendmail(sender, ["security@example.com"], raw)
-
-
-def run_cli(config: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
-    environment = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "mailintake", "--config", str(config), *arguments], capture_output=True, text=True, cwd=REPO, env=environment, timeout=60)
-
-
-def outbox(sessions: sessionmaker[Session]) -> list[OutboxMessage]:
-    with transaction(sessions) as session:
-        return list(session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
-
-
-def wait_for_outbox(sessions: sessionmaker[Session], predicate, timeout: float = 30.0) -> list[OutboxMessage]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        rows = outbox(sessions)
-        if predicate(rows):
-            return rows
-        time.sleep(0.1)
-    raise AssertionError(f"outbox never matched: {[(row.kind, row.status, row.attempts, row.last_reply) for row in outbox(sessions)]}")
 
 
 def test_a_new_report_is_acknowledged_in_thread_and_staff_get_it_with_attachments(daemon_factory, sessions: sessionmaker[Session]) -> None:

@@ -23,7 +23,8 @@ from mailintake.storage.db import transaction
 from mailintake.intake.store import Delivery, store_delivery
 from mailintake.storage.models import Attachment
 from mailintake.parse.message import parse_message
-from mailintake.pipeline import DueDeliveries, process_inbound
+from mailintake.pipeline import process_inbound
+from mailintake.service.workers import DueDeliveries
 from tests.daemon import REPO
 from tests.integration.helpers import example_rules, inbound_rows, report_mail, reports, wait_until_processed
 
