@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import random  # noqa: E402
 import time  # noqa: E402
-from datetime import date, datetime, timedelta, timezone  # noqa: E402
+from datetime import UTC, date, datetime, timedelta  # noqa: E402
 
 from mailintake.calendar.business import BusinessCalendar, Closure  # noqa: E402
 from mailintake.calendar.durations import Duration, parse_duration  # noqa: E402
@@ -21,9 +21,9 @@ from mailintake.sla.policy import Policy, policy_from_mapping  # noqa: E402
 from mailintake.sla.schedule import compute_schedule  # noqa: E402
 
 SEED = 20261120
-BASE = datetime(2026, 1, 1, tzinfo=timezone.utc)
+BASE = datetime(2026, 1, 1, tzinfo=UTC)
 TEN_YEARS = timedelta(days=3652)
-NOW = datetime(2026, 12, 1, 12, tzinfo=timezone.utc)
+NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
 OPEN_REPORT_AGE = timedelta(days=90)
 THROUGHPUT_SAMPLES = 200_000
 OPEN_REPORTS = 100_000
@@ -95,7 +95,7 @@ def main() -> None:
     open_jobs = random_jobs(rng, random_moments(rng, OPEN_REPORTS, NOW - OPEN_REPORT_AGE, OPEN_REPORT_AGE))
     before = deadlines_of(nl_calendar(), open_jobs)
     rebuild, after = seconds_to_rebuild_and_recompute(open_jobs)
-    changed = sum(1 for old, new in zip(before, after) if old != new)
+    changed = sum(1 for old, new in zip(before, after, strict=True) if old != new)
     print(f"{OPEN_REPORTS:,} open reports received in the 90 days before {NOW.date()}, closure {ADDED_CLOSURE.start} added:")
     print(f"  build new calendar + recompute all deadlines: {rebuild:.3f} s ({changed:,} deadlines moved)")
 

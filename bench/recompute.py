@@ -14,21 +14,21 @@ import random
 import sys
 import tempfile
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mailintake.deadlines.closures import add_closure, effective_calendar, recompute_after_change  # noqa: E402
 from mailintake.config.loading import load_config  # noqa: E402
-from mailintake.storage.db import create_database_engine, session_factory, transaction, upgrade_database  # noqa: E402
+from mailintake.deadlines.closures import add_closure, effective_calendar, recompute_after_change  # noqa: E402
 from mailintake.deadlines.milestones import refresh_open_reports  # noqa: E402
+from mailintake.storage.db import create_database_engine, session_factory, transaction, upgrade_database  # noqa: E402
 from mailintake.storage.models import Report  # noqa: E402
 
 SEED = 20261123
-NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
 def report_rows(count: int) -> list[dict[str, object]]:
@@ -36,7 +36,20 @@ def report_rows(count: int) -> list[dict[str, object]]:
     rows = []
     for number in range(1, count + 1):
         received = NOW - timedelta(seconds=rng.randrange(0, 365 * 86400))
-        rows.append({"tracking_id": f"SEC-{received.year}-{number:06d}", "origin_key": f"bench:{number}", "status": "new", "subject": "", "envelope_sender": "", "anonymous": False, "urls": [], "endpoints": [], "received_at": received, "created_at": received})
+        rows.append(
+            {
+                "tracking_id": f"SEC-{received.year}-{number:06d}",
+                "origin_key": f"bench:{number}",
+                "status": "new",
+                "subject": "",
+                "envelope_sender": "",
+                "anonymous": False,
+                "urls": [],
+                "endpoints": [],
+                "received_at": received,
+                "created_at": received,
+            }
+        )
     return rows
 
 

@@ -195,8 +195,14 @@ def route(session: Session, services: Services, mail: Mail) -> None:
         return
     verdict = mail.verdict or StaffVerdict(member=False, authenticated=False, method=None, reason="")
     arrival = arrival_of(
-        session, mail.parsed_message(), mail.snapshot.envelope_to, verdict.member, verdict.authenticated,
-        public_address=services.public_address, reply_key=services.reply_key, tracking_prefix=services.tracking_prefix,
+        session,
+        mail.parsed_message(),
+        mail.snapshot.envelope_to,
+        verdict.member,
+        verdict.authenticated,
+        public_address=services.public_address,
+        reply_key=services.reply_key,
+        tracking_prefix=services.tracking_prefix,
     )
     mail.route = route_of(arrival)
 
@@ -319,8 +325,14 @@ def locked_report(session: Session, route: Route) -> Report:
 
 def thread_mail(session: Session, services: Services, mail: Mail, report: Report, now: datetime, replayable: bool = False) -> ThreadMail:
     return ThreadMail(
-        report=report, route=mail.decided_route(), parsed=mail.parsed_message(), inbound=inbound_row(session, mail),
-        calendar=effective_calendar(session, services.calendar), now=now, machine_mail=mail.machine_mail, replayable=replayable,
+        report=report,
+        route=mail.decided_route(),
+        parsed=mail.parsed_message(),
+        inbound=inbound_row(session, mail),
+        calendar=effective_calendar(session, services.calendar),
+        now=now,
+        machine_mail=mail.machine_mail,
+        replayable=replayable,
     )
 
 

@@ -18,21 +18,55 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "mailintake"
 
 ORDER = (
-    "core", "calendar", "sla", "config", "storage", "deadlines",
-    "intake", "parse", "route", "reports", "conversation", "outbound",
-    "pipeline", "jobs", "service", "cli",
+    "core",
+    "calendar",
+    "sla",
+    "config",
+    "storage",
+    "deadlines",
+    "intake",
+    "parse",
+    "route",
+    "reports",
+    "conversation",
+    "outbound",
+    "pipeline",
+    "jobs",
+    "service",
+    "cli",
 )
 PURE = (
-    "core", "calendar", "sla", "config", "parse", "route/decision.py", "route/machine_mail.py",
-    "conversation/commands", "conversation/reply_text.py", "outbound/compose.py", "outbound/templates.py",
+    "core",
+    "calendar",
+    "sla",
+    "config",
+    "parse",
+    "route/decision.py",
+    "route/machine_mail.py",
+    "conversation/commands",
+    "conversation/reply_text.py",
+    "outbound/compose.py",
+    "outbound/templates.py",
 )
 # Modules of a pure package that do I/O on purpose, each with its reason.
 NOT_PURE = {
     "parse/pool.py": "runs the parser in a bounded child process",
 }
 IMPURE_IMPORTS = (
-    "sqlalchemy", "alembic", "asyncio", "socket", "ssl", "threading", "multiprocessing", "concurrent", "subprocess",
-    "aiosmtpd", "aiosmtplib", "dns.resolver", "apscheduler", "mailintake.storage",
+    "sqlalchemy",
+    "alembic",
+    "asyncio",
+    "socket",
+    "ssl",
+    "threading",
+    "multiprocessing",
+    "concurrent",
+    "subprocess",
+    "aiosmtpd",
+    "aiosmtplib",
+    "dns.resolver",
+    "apscheduler",
+    "mailintake.storage",
 )
 ENTRY_POINTS = {"__main__.py": "cli", "__init__.py": "core"}
 

@@ -21,10 +21,11 @@ Conventions:
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -34,7 +35,7 @@ from dateutil.rrule import rruleset, rrulestr
 from mailintake.calendar.durations import Duration
 from mailintake.calendar.ranges import format_short_range
 
-UTC = timezone.utc
+UTC = UTC
 ONE_DAY = timedelta(days=1)
 SEARCH_LIMIT_DAYS = 3660
 RRULE_ANCHOR = datetime(2000, 1, 1)
@@ -112,10 +113,7 @@ def _parse_rule(rule: str, name: str) -> rruleset:
         rules = rrulestr(rule, dtstart=RRULE_ANCHOR, forceset=True, ignoretz=True)
         first = rules.after(RRULE_ANCHOR, inc=True)
     except (ValueError, TypeError, KeyError, IndexError) as exc:
-        raise CalendarError(
-            f"closure {name!r}: invalid recurrence rule {rule!r} ({exc}); "
-            "expected RRULE text such as 'FREQ=YEARLY;BYMONTH=12;BYMONTHDAY=24'"
-        ) from None
+        raise CalendarError(f"closure {name!r}: invalid recurrence rule {rule!r} ({exc}); expected RRULE text such as 'FREQ=YEARLY;BYMONTH=12;BYMONTHDAY=24'") from None
     if first is None:
         raise CalendarError(f"closure {name!r}: recurrence rule {rule!r} yields no date after {RRULE_ANCHOR.date()}")
     return rules
@@ -152,11 +150,8 @@ def validate_spans(spans: Iterable[Span]) -> tuple[Span, ...]:
         raise CalendarError(f"business hours are empty: {_HOURS_EXAMPLE}")
     for start, end in ordered:
         if not start < end:
-            raise CalendarError(
-                f"invalid business hours {_format_span((start, end))!r}: start must be before end "
-                "(a span cannot cross midnight)"
-            )
-    for earlier, later in zip(ordered, ordered[1:]):
+            raise CalendarError(f"invalid business hours {_format_span((start, end))!r}: start must be before end (a span cannot cross midnight)")
+    for earlier, later in itertools.pairwise(ordered):
         if later[0] < earlier[1]:
             raise CalendarError(f"business hours overlap: {_format_span(earlier)} and {_format_span(later)}")
     return ordered
@@ -286,9 +281,7 @@ class BusinessCalendar:
     def _load_holidays(self, year: int) -> dict[date, str]:
         if self.country is None:
             return {}
-        found = holidays.country_holidays(
-            self.country, subdiv=self.subdivision, years=year, categories=self.categories, language=self._language
-        )
+        found = holidays.country_holidays(self.country, subdiv=self.subdivision, years=year, categories=self.categories, language=self._language)
         source = self.holiday_source
         return {day: f"{name} ({source})" for day, name in found.items() if day not in self.worked_holidays}
 
@@ -507,10 +500,7 @@ def _holiday_language(country: str | None, subdivision: str | None, categories: 
 
 def _holiday_entity(country: str) -> holidays.HolidayBase:
     if country not in holidays.list_supported_countries():
-        raise CalendarError(
-            f"unknown holiday country {country!r}: expected an ISO 3166-1 alpha-2 code supported by "
-            "the holidays package, e.g. NL, US, DE"
-        )
+        raise CalendarError(f"unknown holiday country {country!r}: expected an ISO 3166-1 alpha-2 code supported by the holidays package, e.g. NL, US, DE")
     return holidays.country_holidays(country)
 
 

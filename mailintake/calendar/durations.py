@@ -54,10 +54,7 @@ def parse_duration(text: str) -> Duration:
     amount = int(match["amount"])
     is_days = match["word"].lower().startswith("day")
     if is_days and not match["business"]:
-        raise DurationError(
-            f"invalid duration {text!r}: plain days are ambiguous, write '{amount * 24} hours' "
-            f"or '{amount} business days'; expected {ACCEPTED_FORMS}"
-        )
+        raise DurationError(f"invalid duration {text!r}: plain days are ambiguous, write '{amount * 24} hours' or '{amount} business days'; expected {ACCEPTED_FORMS}")
     if not 1 <= amount <= MAX_AMOUNT:
         raise DurationError(f"invalid duration {text!r}: expected {ACCEPTED_FORMS}")
     return Duration(amount, _unit_of(bool(match["business"]), is_days))

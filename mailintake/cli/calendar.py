@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import timezone
+from datetime import UTC
 
 from mailintake.calendar.business import CalendarError, format_skipped_days
 from mailintake.calendar.durations import DurationError, parse_duration
@@ -47,7 +47,7 @@ def show_deadline(arguments: argparse.Namespace, context: AppContext) -> int:
         raise UsageError(f"--within: {error}") from None
     skipped = format_skipped_days(explanation.skipped)
     if arguments.json:
-        print_json({"from": start.isoformat(), "within": str(explanation.duration), "deadline": explanation.deadline.isoformat(), "deadline_utc": iso_utc(explanation.deadline.astimezone(timezone.utc)), "skipped": skipped})
+        print_json({"from": start.isoformat(), "within": str(explanation.duration), "deadline": explanation.deadline.isoformat(), "deadline_utc": iso_utc(explanation.deadline.astimezone(UTC)), "skipped": skipped})
         return 0
     print(explanation.deadline.isoformat())
     if arguments.explain:

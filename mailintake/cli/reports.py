@@ -73,4 +73,3 @@ def print_report(detail: dict[str, Any]) -> None:
         for attachment in message["attachments"]:
             show(f"    attachment {attachment['filename']} ({attachment['content_type']}, {attachment['size']} bytes, sha256 {attachment['sha256']})")
         show(message["body"])
-

@@ -88,4 +88,3 @@ def check_now(arguments: argparse.Namespace, context: AppContext) -> int:
     enqueued = scheduled_pass(context.sessions, context.config, context.notices, now)
     print(f"SLA pass at {now.astimezone(calendar.zone).isoformat()}: {enqueued} mail(s) enqueued")
     return 0
-

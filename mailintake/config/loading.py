@@ -123,7 +123,7 @@ def section(document: dict[str, Any], name: str, where: str) -> dict[str, Any]:
 
 def intake_from(table: dict[str, Any], where: str) -> IntakeConfig:
     if "addresses" not in table:
-        raise ConfigError(f"{where}: [intake] addresses is required (e.g. [\"security@example.com\"])")
+        raise ConfigError(f'{where}: [intake] addresses is required (e.g. ["security@example.com"])')
     addresses = table["addresses"]
     if not isinstance(addresses, list) or not addresses:
         raise ConfigError(f"{where}: [intake] addresses must be a non-empty list of addresses")
@@ -161,7 +161,7 @@ def listener_from(table: dict[str, Any], where: str, path: Path) -> ListenerConf
         raise ConfigError(f"{where}: [listener] port must be an integer from 0 to 65535, got {port!r}")
     protocol = text(table, "protocol", defaults.protocol, "[listener]", where).lower()
     if protocol not in PROTOCOLS:
-        raise ConfigError(f"{where}: [listener] protocol must be \"smtp\" or \"lmtp\", got {protocol!r}")
+        raise ConfigError(f'{where}: [listener] protocol must be "smtp" or "lmtp", got {protocol!r}')
     hostname = text(table, "hostname", defaults.hostname, "[listener]", where)
     grace = positive_number(table, "shutdown_grace", defaults.shutdown_grace, "[listener]", where, maximum=3600)
     tls_cert, tls_key = (listener_file(table, key, where, path) for key in ("tls_cert", "tls_key"))
@@ -234,7 +234,7 @@ def calendar_from(table: dict[str, Any], where: str) -> CalendarConfig:
 
 def closures_from(items: Any, where: str) -> tuple[Closure | RecurringClosure, ...]:
     if not isinstance(items, list):
-        raise ConfigError(f"{where}: [calendar] closures must be a list of tables like {{ start = 2026-12-28, end = 2026-12-31, name = \"year-end shutdown\" }}")
+        raise ConfigError(f'{where}: [calendar] closures must be a list of tables like {{ start = 2026-12-28, end = 2026-12-31, name = "year-end shutdown" }}')
     return tuple(closure_from(item, where) for item in items)
 
 
@@ -359,11 +359,11 @@ def digest_time_from(table: dict[str, Any], default: time | None, where: str) ->
         return default
     digest = table["digest_time"]
     if not isinstance(digest, str):
-        raise ConfigError(f"{where}: [scheduler] digest_time must be a local time like \"08:30\", or \"\" for no digest, got {digest!r}")
+        raise ConfigError(f'{where}: [scheduler] digest_time must be a local time like "08:30", or "" for no digest, got {digest!r}')
     try:
         return time.fromisoformat(digest) if digest else None
     except ValueError:
-        raise ConfigError(f"{where}: [scheduler] digest_time: {digest!r} is not a time like \"08:30\"") from None
+        raise ConfigError(f'{where}: [scheduler] digest_time: {digest!r} is not a time like "08:30"') from None
 
 
 def secrets_from(table: dict[str, Any], where: str, environ: dict[str, str]) -> SecretsConfig:

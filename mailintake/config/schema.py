@@ -45,7 +45,7 @@ def default_of(settings: type, key: str) -> Any:
 class IntakeConfig:
     addresses: tuple[str, ...] = field(metadata={"doc": "Addresses this mailbox accepts mail for (RCPT TO); required"})
     reply_address: str = field(metadata={"doc": "Base of the signed per-report reply addresses; default: the first of addresses"})
-    max_message_size: int = setting(25_000_000, "Largest message accepted, in bytes or as a size string such as \"25MB\"")
+    max_message_size: int = setting(25_000_000, 'Largest message accepted, in bytes or as a size string such as "25MB"')
     tracking_prefix: str = setting("SEC", "Letters before the year and counter of tracking ids (SEC-2026-0042)")
     parse_timeout: float = setting(30.0, "Seconds one message may take to parse before it is marked failed")
     max_parse_attempts: int = setting(5, "Processing attempts for a message before its report is made from headers and raw text")
@@ -59,7 +59,7 @@ class IntakeConfig:
 class ListenerConfig:
     host: str = setting("127.0.0.1", "Address the SMTP/LMTP listener binds to")
     port: int = setting(8025, "Port the listener binds to (0: any free port)")
-    protocol: str = setting("smtp", "\"smtp\", or \"lmtp\" to be an LMTP delivery target")
+    protocol: str = setting("smtp", '"smtp", or "lmtp" to be an LMTP delivery target')
     hostname: str = setting("mailintake.localhost", "Name announced in the greeting and EHLO/LHLO reply")
     shutdown_grace: float = setting(30.0, "Seconds `serve` waits on SIGTERM for in-flight work before exiting with 75")
     max_connections: int = setting(100, "Connections open at once; one more gets 421 4.7.0")
@@ -104,14 +104,16 @@ class StaffConfig:
     authentication: tuple[str, ...] = setting(("dkim",), "How a member's reply is authenticated: dkim, authentication-results or allowlist")
     trusted_authserv_id: str = setting("", "authserv-id of our MX in Authentication-Results; required with authentication-results")
     max_received_above_results: int = setting(1, "Received headers our own servers add above the trusted Authentication-Results")
-    dns_server: str = setting("", "DNS server for DKIM key lookups, e.g. \"127.0.0.1:53\"; empty: the system resolver")
+    dns_server: str = setting("", 'DNS server for DKIM key lookups, e.g. "127.0.0.1:53"; empty: the system resolver')
     signature_markers: tuple[str, ...] = setting(("-- ",), "Lines that start a signature in staff replies; it is not relayed")
     anonymous_alias: bool = setting(True, "Show staff an alias instead of the address of a reporter who asked to stay anonymous")
     max_attachment_bytes: int = setting(10_000_000, "Attachments passed on to staff up to this size each and in total; 0: list only")
 
     def policy(self) -> StaffPolicy:
         return StaffPolicy(
-            members=self.members, methods=self.authentication, trusted_authserv_id=self.trusted_authserv_id or None,  # type: ignore[arg-type]
+            members=self.members,
+            methods=self.authentication,
+            trusted_authserv_id=self.trusted_authserv_id or None,  # type: ignore[arg-type]
             max_received_above_results=self.max_received_above_results,
         )
 
@@ -134,7 +136,7 @@ class OutboxConfig:
 class SchedulerConfig:
     sla_interval: float = setting(60.0, "Seconds between SLA passes")
     outbox_interval: float = setting(30.0, "Seconds between sweeps of the outbox")
-    digest_time: time | None = setting(time(8, 30), "Local time of the daily digest on business days; \"\": none")
+    digest_time: time | None = setting(time(8, 30), 'Local time of the daily digest on business days; "": none')
 
 
 @dataclass(frozen=True)

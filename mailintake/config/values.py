@@ -40,9 +40,9 @@ def size_in_bytes(value: Any, key: str, where: str, minimum: int, example: str) 
         try:
             size = humanfriendly.parse_size(value)
         except humanfriendly.InvalidSize:
-            raise ConfigError(f"{where}: {key}: {value!r} is not a size (use bytes, \"{example}\" or \"{example[:-2]}MiB\")") from None
+            raise ConfigError(f'{where}: {key}: {value!r} is not a size (use bytes, "{example}" or "{example[:-2]}MiB")') from None
     else:
-        raise ConfigError(f"{where}: {key} must be bytes or a string such as \"{example}\", got {value!r}")
+        raise ConfigError(f'{where}: {key} must be bytes or a string such as "{example}", got {value!r}')
     if not minimum <= size <= MAX_MESSAGE_SIZE:
         lowest = f"{minimum} bytes" if minimum else "0"
         raise ConfigError(f"{where}: {key} must be from {lowest} to {MAX_MESSAGE_SIZE // 1_000_000}MB, got {size}")

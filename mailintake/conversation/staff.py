@@ -202,10 +202,7 @@ def carries_staff_only_text(public_address: str, text: str) -> bool:
 def own_files(message: Message, parsed: ParsedMessage) -> list[Attachment]:
     """The files the staff member attached themselves: never a forwarded mail, nor a file
     that came inside one."""
-    return [
-        item for item in message.attachments
-        if item.sha256 in parsed.own_attachments and not item.content_type.startswith(("message/", "multipart/")) and not item.filename.lower().endswith(".eml")
-    ]
+    return [item for item in message.attachments if item.sha256 in parsed.own_attachments and not item.content_type.startswith(("message/", "multipart/")) and not item.filename.lower().endswith(".eml")]
 
 
 def answer_reporter(context: StaffContext) -> SentMail | None:
@@ -245,9 +242,18 @@ def events_of(reply: StaffReply, report: Report, mailed: bool) -> list[str]:
 
 def outbound_message(report: Report, sent: SentMail, reply: Message, text: str, kind: str, now: datetime) -> Message:
     return Message(
-        direction="out", kind=kind, author=reply.author, from_address=sent.envelope_from, to_addresses=list(sent.recipients),
-        subject=report.subject, message_id=sent.message_id, in_reply_to=reply.message_id, received_at=now, body_text=text,
-        raw_sha256=hashlib.sha256(sent.content).hexdigest(), parse_defects=[],
+        direction="out",
+        kind=kind,
+        author=reply.author,
+        from_address=sent.envelope_from,
+        to_addresses=list(sent.recipients),
+        subject=report.subject,
+        message_id=sent.message_id,
+        in_reply_to=reply.message_id,
+        received_at=now,
+        body_text=text,
+        raw_sha256=hashlib.sha256(sent.content).hexdigest(),
+        parse_defects=[],
     )
 
 

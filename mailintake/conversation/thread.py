@@ -63,12 +63,26 @@ class ConversationNotices(Protocol):
     """The mail conversation causes, each enqueued in the caller's transaction."""
 
     def command_error(
-        self, session: Session, report: Report, author: str, message: Message, errors: Sequence[str], calendar: BusinessCalendar, now: datetime,
+        self,
+        session: Session,
+        report: Report,
+        author: str,
+        message: Message,
+        errors: Sequence[str],
+        calendar: BusinessCalendar,
+        now: datetime,
         carried_out: bool = False,
     ) -> None: ...
 
     def to_reporter(
-        self, session: Session, key: str, template: str, report: Report, context: dict[str, Any], calendar: BusinessCalendar, now: datetime,
+        self,
+        session: Session,
+        key: str,
+        template: str,
+        report: Report,
+        context: dict[str, Any],
+        calendar: BusinessCalendar,
+        now: datetime,
         attachments: Sequence[tuple[str, str, bytes]] = (),
     ) -> SentMail | None:
         """A human answer to the reporter; None if there is nobody to send it to or its

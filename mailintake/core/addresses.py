@@ -14,7 +14,6 @@ from email.header import decode_header, make_header
 from email.headerregistry import Address, AddressHeader
 from email.parser import Parser
 
-
 MAX_ADDRESS_LENGTH = 254
 MAX_DISPLAY_NAME_LENGTH = 256
 MAX_HEADER_LENGTH = 16_384
@@ -83,11 +82,7 @@ def quoted_plain_word(match: re.Match[str]) -> str:
 def usable_pairs(header: AddressHeader | None) -> list[tuple[str, str]]:
     if header is None:
         return []
-    return [
-        (address.display_name[:MAX_DISPLAY_NAME_LENGTH], address.addr_spec.lower())
-        for address in header.addresses
-        if address.username and address.domain and len(address.addr_spec) <= MAX_ADDRESS_LENGTH
-    ]
+    return [(address.display_name[:MAX_DISPLAY_NAME_LENGTH], address.addr_spec.lower()) for address in header.addresses if address.username and address.domain and len(address.addr_spec) <= MAX_ADDRESS_LENGTH]
 
 
 def is_ambiguity(defect: Exception) -> bool:

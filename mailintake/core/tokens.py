@@ -51,10 +51,7 @@ def key_from_text(secret: str) -> bytes:
     secret = secret.strip()
     length = len(secret)
     if length < MIN_SECRET_LENGTH:
-        raise ValueError(
-            f"reply-address secret must be at least {MIN_SECRET_LENGTH} characters, got {length}"
-            " (make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
-        )
+        raise ValueError(f"reply-address secret must be at least {MIN_SECRET_LENGTH} characters, got {length} (make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')")
     return hmac.new(secret.encode("utf-8"), KEY_CONTEXT, hashlib.sha256).digest()
 
 
@@ -98,7 +95,7 @@ def parse_reply_address(address: str, base: str, key: bytes) -> ReplyToken | Non
     prefix = f"{local}+"
     if not at or received_domain != domain or not received_local.startswith(prefix) or len(received_local) > MAX_LOCAL_PART:
         return None
-    match = TOKEN.fullmatch(received_local[len(prefix):])
+    match = TOKEN.fullmatch(received_local[len(prefix) :])
     if match is None:
         return None
     letter, digits, mac = match.groups()

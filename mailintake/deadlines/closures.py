@@ -15,8 +15,8 @@ from mailintake.calendar.entries import CalendarEntry
 from mailintake.calendar.ranges import format_range
 from mailintake.config.schema import CalendarConfig
 from mailintake.deadlines.milestones import refresh_open_reports
-from mailintake.storage.models import CalendarChange
 from mailintake.sla.policy import Policy
+from mailintake.storage.models import CalendarChange
 
 CLOSURE = "closure"
 WORKED_HOLIDAY = "worked_holiday"
@@ -47,7 +47,7 @@ def add_closure(session: Session, first_day: date, last_day: date, name: str, by
     if last_day < first_day:
         raise CalendarAdminError(f"closure {format_range(first_day, last_day)} ends before it starts")
     if not name.strip():
-        raise CalendarAdminError("a closure needs a name, e.g. \"year-end shutdown\"")
+        raise CalendarAdminError('a closure needs a name, e.g. "year-end shutdown"')
     change = CalendarChange(kind=CLOSURE, first_day=first_day, last_day=last_day, name=name.strip(), created_by=by, created_at=now)
     session.add(change)
     session.flush()

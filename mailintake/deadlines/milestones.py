@@ -8,16 +8,16 @@ reporter (promised_due_at), a recomputation can bring it earlier but never later
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from mailintake.calendar.business import BusinessCalendar
 from mailintake.core.vocabulary import CLOSED_STATUSES
-from mailintake.storage.models import MilestoneRecord, Report
 from mailintake.sla.policy import Policy
 from mailintake.sla.schedule import MilestoneStatus, compute_schedule, state_at
+from mailintake.storage.models import MilestoneRecord, Report
 
 
 class UnknownMilestone(LookupError):
@@ -109,7 +109,7 @@ def refresh_open_reports(session: Session, policy: Policy, calendar: BusinessCal
     A calendar change from `changed_from` on cannot move a deadline that falls before that
     day, so only reports with a deadline still to meet from then on are recomputed.
     """
-    due_from = None if changed_from is None else datetime.combine(changed_from - timedelta(days=1), time(0), tzinfo=timezone.utc)
+    due_from = None if changed_from is None else datetime.combine(changed_from - timedelta(days=1), time(0), tzinfo=UTC)
     moved = 0
     for report in open_reports(session, due_from):
         before = {record.name: record.due_at for record in report.milestones}

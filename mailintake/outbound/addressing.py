@@ -59,11 +59,7 @@ class Addressing:
         if report is None:
             return ()
         hidden = hides_reporter(report, self.anonymous_alias)
-        return tuple(
-            self.stand_in_message_id(message.message_id) if hidden and may_be_the_reporters(message) else message.message_id
-            for message in report.messages
-            if message.message_id
-        )
+        return tuple(self.stand_in_message_id(message.message_id) if hidden and may_be_the_reporters(message) else message.message_id for message in report.messages if message.message_id)
 
     def reporter_thread(self, session: Session, report: Report) -> tuple[str, ...]:
         """Reporter-facing threading: only what the reporter sent or was sent, so no staff

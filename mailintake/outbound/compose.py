@@ -34,8 +34,21 @@ _DOMAIN_LABEL_RE = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _CONTENT_TYPE_RE = re.compile(r"([a-z0-9][a-z0-9!#$&^_.+-]{0,126})/([a-z0-9][a-z0-9!#$&^_.+-]{0,126})")
 _RESERVED_HEADERS = frozenset(
     {
-        "auto-submitted", "bcc", "cc", "date", "from", "in-reply-to", "message-id", "orig-date",
-        "mime-version", "references", "reply-to", "return-path", "sender", "subject", "to",
+        "auto-submitted",
+        "bcc",
+        "cc",
+        "date",
+        "from",
+        "in-reply-to",
+        "message-id",
+        "orig-date",
+        "mime-version",
+        "references",
+        "reply-to",
+        "return-path",
+        "sender",
+        "subject",
+        "to",
     }
 )
 _NO_HEADERS: Mapping[str, str] = MappingProxyType({})

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from mailintake.calendar.business import BusinessCalendar
 from mailintake.config.schema import Config
+from mailintake.conversation.commands.registry import help_list
 from mailintake.conversation.reply_text import base_subject
 from mailintake.outbound.addressing import Addressing
 from mailintake.outbound.compose import shortened_line
@@ -26,7 +27,6 @@ from mailintake.outbound.rendering import MailWriter
 from mailintake.outbound.templates import Templates
 from mailintake.reports.attachments import attachment_plan
 from mailintake.reports.read_model import mail_digest_item, mail_milestone, mail_report_context, mail_summary
-from mailintake.conversation.commands.registry import help_list
 from mailintake.storage.models import InboundMessage, Message, MilestoneRecord, Report
 
 log = logging.getLogger(__name__)
@@ -71,9 +71,18 @@ class Notices:
         try:
             with session.begin_nested():
                 self.writer.enqueue_mail(
-                    session, key, "acknowledgement", (sender,), acknowledgement, now,
-                    report=report, in_reply_to=report.messages[0].message_id, auto_submitted="auto-replied", auto_reply_to=sender,
-                    language=report.language, reply_side="reporter",
+                    session,
+                    key,
+                    "acknowledgement",
+                    (sender,),
+                    acknowledgement,
+                    now,
+                    report=report,
+                    in_reply_to=report.messages[0].message_id,
+                    auto_submitted="auto-replied",
+                    auto_reply_to=sender,
+                    language=report.language,
+                    reply_side="reporter",
                 )
         except ValueError:
             # An envelope sender we cannot address (non-ASCII local part, mangled bytes).
@@ -90,7 +99,8 @@ class Notices:
         without attachments; staff are told either way."""
         message = report.messages[0]
         context = self.report_context(report, calendar) | {
-            "body": message.body_text, "reply_address": self.addressing.reply_address(report, "staff"),
+            "body": message.body_text,
+            "reply_address": self.addressing.reply_address(report, "staff"),
             "commands": [{"usage": usage, "help": text} for usage, text in help_list()],
         }
         for limit in (self.config.staff.max_attachment_bytes, 0):
@@ -159,7 +169,14 @@ class Notices:
     # --- the conversation in a report's thread ----------------------------------------------
 
     def to_reporter(
-        self, session: Session, key: str, template: str, report: Report, context: dict[str, Any], calendar: BusinessCalendar, now: datetime,
+        self,
+        session: Session,
+        key: str,
+        template: str,
+        report: Report,
+        context: dict[str, Any],
+        calendar: BusinessCalendar,
+        now: datetime,
         attachments: Sequence[tuple[str, str, bytes]] = (),
     ) -> Outgoing | None:
         """A human answer to the reporter (a relayed staff reply, a status notice): from the
@@ -170,14 +187,29 @@ class Notices:
         context = self.reporter_context(report, calendar) | {"reply_address": self.addressing.reply_address(report, "reporter"), "subject": shortened_line(base_subject(report.subject))} | context
         thread = self.addressing.reporter_thread(session, report)
         return self.writer.enqueue_mail(
-            session, key, template, (address,), context, now, report=report, in_reply_to=thread[-1] if thread else None,
-            auto_submitted="no", language=report.language, reply_side="reporter", references=thread, attachments=attachments,
+            session,
+            key,
+            template,
+            (address,),
+            context,
+            now,
+            report=report,
+            in_reply_to=thread[-1] if thread else None,
+            auto_submitted="no",
+            language=report.language,
+            reply_side="reporter",
+            references=thread,
+            attachments=attachments,
         )
 
     def reporter_reply_forwarded(self, session: Session, report: Report, message: Message, resumed: bool, verified: bool, calendar: BusinessCalendar, now: datetime) -> None:
         notification_id = self.addressing.notification_id(report)
         context = self.report_context(report, calendar) | {
-            "subject": base_subject(message.subject), "body": message.body_text, "reply_address": self.addressing.reply_address(report, "staff"), "resumed": resumed, "verified": verified,
+            "subject": base_subject(message.subject),
+            "body": message.body_text,
+            "reply_address": self.addressing.reply_address(report, "staff"),
+            "resumed": resumed,
+            "verified": verified,
         }
         for limit in (self.config.staff.max_attachment_bytes, 0):
             plan = attachment_plan(message.attachments, limit)
@@ -185,8 +217,16 @@ class Notices:
             try:
                 with session.begin_nested():
                     self.writer.enqueue_mail(
-                        session, f"forward:{message.id}", "reporter_reply", self.config.staff.notify, context, now, report=report,
-                        in_reply_to=notification_id, attachments=plan.attached, references=(notification_id,) + self.addressing.thread_of(report),
+                        session,
+                        f"forward:{message.id}",
+                        "reporter_reply",
+                        self.config.staff.notify,
+                        context,
+                        now,
+                        report=report,
+                        in_reply_to=notification_id,
+                        attachments=plan.attached,
+                        references=(notification_id,) + self.addressing.thread_of(report),
                     )
                 return
             except ValueError as error:

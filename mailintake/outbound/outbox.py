@@ -75,9 +75,7 @@ def key_exists(session: Session, key: str) -> bool:
 
 
 def auto_replies_since(session: Session, address: str, since: datetime) -> int:
-    return session.scalar(
-        select(func.count()).select_from(OutboxMessage).where(OutboxMessage.auto_reply_to == address, OutboxMessage.created_at >= since)
-    )
+    return session.scalar(select(func.count()).select_from(OutboxMessage).where(OutboxMessage.auto_reply_to == address, OutboxMessage.created_at >= since))
 
 
 def lease_for(relay_timeout: float) -> timedelta:
@@ -127,9 +125,7 @@ def mark_failed(session: Session, claimed: Claimed, reply: str) -> bool:
 
 def settled(session: Session, claimed: Claimed, **changes: object) -> bool:
     """Apply the outcome only if the row is still ours (same claim); False if it is not."""
-    result = session.execute(
-        update(OutboxMessage).where(OutboxMessage.id == claimed.id, OutboxMessage.status == "sending", OutboxMessage.attempts == claimed.attempts).values(**changes)
-    )
+    result = session.execute(update(OutboxMessage).where(OutboxMessage.id == claimed.id, OutboxMessage.status == "sending", OutboxMessage.attempts == claimed.attempts).values(**changes))
     return result.rowcount == 1
 
 

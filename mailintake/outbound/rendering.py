@@ -36,10 +36,22 @@ class MailWriter:
     alerts: tuple[str, ...]
 
     def enqueue_mail(
-        self, session: Session, key: str, template: str, recipients: Iterable[str], context: dict[str, Any], now: datetime, *,
-        report: Report | None = None, in_reply_to: str | None = None, auto_submitted: str = "auto-generated",
-        auto_reply_to: str | None = None, attachments: Sequence[tuple[str, str, bytes]] = (), language: str | None = None,
-        reply_side: Side = "staff", references: Sequence[str] | None = None,
+        self,
+        session: Session,
+        key: str,
+        template: str,
+        recipients: Iterable[str],
+        context: dict[str, Any],
+        now: datetime,
+        *,
+        report: Report | None = None,
+        in_reply_to: str | None = None,
+        auto_submitted: str = "auto-generated",
+        auto_reply_to: str | None = None,
+        attachments: Sequence[tuple[str, str, bytes]] = (),
+        language: str | None = None,
+        reply_side: Side = "staff",
+        references: Sequence[str] | None = None,
     ) -> Outgoing | None:
         """The mail as enqueued, or None if there was nobody to send it to, it already was,
         or its template failed (logged, and staff alerted once per template). Raises
@@ -55,24 +67,55 @@ class MailWriter:
         if rendered is None:
             return None
         return self.enqueue_rendered(
-            session, key, template, to, rendered, now, report=report, in_reply_to=in_reply_to, auto_submitted=auto_submitted,
-            auto_reply_to=auto_reply_to, attachments=attachments, reply_side=reply_side, references=references,
+            session,
+            key,
+            template,
+            to,
+            rendered,
+            now,
+            report=report,
+            in_reply_to=in_reply_to,
+            auto_submitted=auto_submitted,
+            auto_reply_to=auto_reply_to,
+            attachments=attachments,
+            reply_side=reply_side,
+            references=references,
         )
 
     def enqueue_rendered(
-        self, session: Session, key: str, kind: str, to: tuple[str, ...], rendered: RenderedMail, now: datetime, *,
-        report: Report | None = None, in_reply_to: str | None = None, auto_submitted: str = "auto-generated",
-        auto_reply_to: str | None = None, attachments: Sequence[tuple[str, str, bytes]] = (),
-        reply_side: Side = "staff", references: Sequence[str] | None = None,
+        self,
+        session: Session,
+        key: str,
+        kind: str,
+        to: tuple[str, ...],
+        rendered: RenderedMail,
+        now: datetime,
+        *,
+        report: Report | None = None,
+        in_reply_to: str | None = None,
+        auto_submitted: str = "auto-generated",
+        auto_reply_to: str | None = None,
+        attachments: Sequence[tuple[str, str, bytes]] = (),
+        reply_side: Side = "staff",
+        references: Sequence[str] | None = None,
     ) -> Outgoing | None:
         addressing = self.addressing
         message_id = addressing.message_id_for(key)
         message = compose(
-            sender=addressing.sender, sender_name=self.sender_name, to=to, subject=rendered.subject, text=rendered.text, html=rendered.html,
-            message_id=message_id, date=now, tracking_id=report.tracking_id if report else None, in_reply_to=in_reply_to,
+            sender=addressing.sender,
+            sender_name=self.sender_name,
+            to=to,
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+            message_id=message_id,
+            date=now,
+            tracking_id=report.tracking_id if report else None,
+            in_reply_to=in_reply_to,
             references=tuple(references) if references is not None else addressing.thread_of(report),
             reply_to=addressing.reply_address(report, reply_side) if report else addressing.sender,
-            auto_submitted=auto_submitted, attachments=attachments,
+            auto_submitted=auto_submitted,
+            attachments=attachments,
             extra_headers={LOOP_HEADER: addressing.sender},
         )
         outgoing = Outgoing(key, kind, addressing.sender, to, message_id, message_bytes(message), report.id if report else None, auto_reply_to)

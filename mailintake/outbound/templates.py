@@ -271,19 +271,14 @@ def split_subject(output: str, path: Path) -> tuple[str, str]:
         raise TemplateError(f"template {path}: the first line must be 'Subject: <subject>'")
     blank, _, body = rest.partition("\n")
     if blank.strip():
-        raise TemplateError(
-            f"template {path}: the Subject line must be followed by an empty line "
-            "(a value with a line break in the subject? use |oneline)"
-        )
+        raise TemplateError(f"template {path}: the Subject line must be followed by an empty line (a value with a line break in the subject? use |oneline)")
     return match.group("subject"), body
 
 
 def require_language_directory(directory: Path, relative: Path) -> None:
     """render() looks in lowercase tag directories only; a `de-DE/` would be silently unused."""
     if len(relative.parts) > 1 and not _LANGUAGE_RE.fullmatch(relative.parts[0]):
-        raise TemplateError(
-            f"template {directory / relative}: {relative.parts[0]!r} is not a lowercase language tag like 'de' or 'de-ch'"
-        )
+        raise TemplateError(f"template {directory / relative}: {relative.parts[0]!r} is not a lowercase language tag like 'de' or 'de-ch'")
 
 
 def require_text_beside_html(path: Path) -> None:
@@ -376,23 +371,38 @@ _SAMPLE_REPORT = {
     "next_deadline": {"title": "Initial assessment", "due": "Mon 28 Dec 2026 17:00 CET"},
 }
 _QUIET_REPORT = _SAMPLE_REPORT | {
-    "status": "new", "severity": None, "suggested_severity": None, "flag": None, "related": None, "assignee": None,
-    "credit_as": None, "urls": [], "attachments": [], "more_attachments": 0, "left_out": [], "next_deadline": None,
+    "status": "new",
+    "severity": None,
+    "suggested_severity": None,
+    "flag": None,
+    "related": None,
+    "assignee": None,
+    "credit_as": None,
+    "urls": [],
+    "attachments": [],
+    "more_attachments": 0,
+    "left_out": [],
+    "next_deadline": None,
 }
 _SAMPLE_MILESTONE = {"name": "assess", "title": "Initial assessment", "due": "Thu 26 Nov 2026 17:00 CET", "state": "warning", "left": "2h15m business time left"}
 _SAMPLE_DIGEST_ITEM = {"tracking_id": "SEC-2026-0042", "subject": "Stored XSS in profile page", "milestone": "Initial assessment", "due": "Mon 28 Dec 2026 17:00 CET"}
 _COMMON = {"organisation": "Example Corp", "policy_url": "https://www.example.com/security", "now": "2026-11-23T09:16+00:00"}
 _ABOUT_REPORT = _COMMON | {"report": _SAMPLE_REPORT, "deadlines": list(_SAMPLE_DEADLINES)}
 _TO_REPORTER = _ABOUT_REPORT | {
-    "reply_address": "security+r42-abcdefghijklmnop@example.com", "subject": "Stored XSS in profile page",
-    "text": "Thank you, we have reproduced the issue.", "assessment": True, "eta": "2027-01-15",
+    "reply_address": "security+r42-abcdefghijklmnop@example.com",
+    "subject": "Stored XSS in profile page",
+    "text": "Thank you, we have reproduced the issue.",
+    "assessment": True,
+    "eta": "2027-01-15",
 }
 _STAFF_REPLY_ADDRESS = "security+s42-abcdefghijklmnop@example.com"
 
 SAMPLE_CONTEXTS: Mapping[str, Mapping[str, object]] = {
     "acknowledgement": _ABOUT_REPORT | {"reply_address": "security+r42-abcdefghijklmnop@example.com"},
-    "staff_notification": _ABOUT_REPORT | {
-        "body": "Steps to reproduce:\n1. Open /profile\n", "reply_address": _STAFF_REPLY_ADDRESS,
+    "staff_notification": _ABOUT_REPORT
+    | {
+        "body": "Steps to reproduce:\n1. Open /profile\n",
+        "reply_address": _STAFF_REPLY_ADDRESS,
         "commands": [{"usage": "#status triaged|accepted|fixing|resolved", "help": "set the report's status"}],
     },
     "sla_warning": _ABOUT_REPORT | {"milestone": _SAMPLE_MILESTONE},
@@ -404,16 +414,27 @@ SAMPLE_CONTEXTS: Mapping[str, Mapping[str, object]] = {
     "rejected": _TO_REPORTER,
     "duplicate": _TO_REPORTER,
     "out_of_scope": _TO_REPORTER,
-    "daily_digest": _COMMON | {
-        "date": "2026-11-23", "open_reports": [_SAMPLE_REPORT],
-        "overdue": [_SAMPLE_DIGEST_ITEM], "due_today": [_SAMPLE_DIGEST_ITEM], "due_this_week": [_SAMPLE_DIGEST_ITEM],
+    "daily_digest": _COMMON
+    | {
+        "date": "2026-11-23",
+        "open_reports": [_SAMPLE_REPORT],
+        "overdue": [_SAMPLE_DIGEST_ITEM],
+        "due_today": [_SAMPLE_DIGEST_ITEM],
+        "due_this_week": [_SAMPLE_DIGEST_ITEM],
     },
-    "delivery_failure": _COMMON | {
+    "delivery_failure": _COMMON
+    | {
         "failure": {"kind": "acknowledgement", "recipients": ["researcher@example.org"], "reply": "550 5.1.1 user unknown", "attempts": 3, "tracking_id": "SEC-2026-0042"},
     },
-    "reporter_reply": _ABOUT_REPORT | {
-        "subject": "More details", "body": "One more detail.\n", "reply_address": _STAFF_REPLY_ADDRESS, "resumed": True, "verified": True,
-        "attachments": _SAMPLE_REPORT["attachments"], "more_attachments": 3,
+    "reporter_reply": _ABOUT_REPORT
+    | {
+        "subject": "More details",
+        "body": "One more detail.\n",
+        "reply_address": _STAFF_REPLY_ADDRESS,
+        "resumed": True,
+        "verified": True,
+        "attachments": _SAMPLE_REPORT["attachments"],
+        "more_attachments": 3,
     },
     "command_error": _ABOUT_REPORT | {"errors": ["line 1: unknown command #stauts (did you mean #status?)"], "carried_out": True},
     "flagged_report": _ABOUT_REPORT | {"flag": "unauthenticated staff address", "related": "SEC-2026-0041"},
@@ -421,9 +442,22 @@ SAMPLE_CONTEXTS: Mapping[str, Mapping[str, object]] = {
     "unprocessable_mail": _COMMON | {"inbound": {"id": 42, "reason": "parse timed out after 30 s; no report could be made from its raw bytes either (ValueError)"}},
 }
 _QUIET_CHANGES: Mapping[str, object] = {
-    "policy_url": "", "report": _QUIET_REPORT, "deadlines": [], "text": "", "assessment": False, "eta": None,
-    "resumed": False, "verified": False, "carried_out": False, "related": None, "attachments": [], "more_attachments": 0,
-    "open_reports": [_QUIET_REPORT], "overdue": [], "due_today": [], "due_this_week": [],
+    "policy_url": "",
+    "report": _QUIET_REPORT,
+    "deadlines": [],
+    "text": "",
+    "assessment": False,
+    "eta": None,
+    "resumed": False,
+    "verified": False,
+    "carried_out": False,
+    "related": None,
+    "attachments": [],
+    "more_attachments": 0,
+    "open_reports": [_QUIET_REPORT],
+    "overdue": [],
+    "due_today": [],
+    "due_this_week": [],
 }
 
 

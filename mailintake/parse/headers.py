@@ -7,7 +7,7 @@ from __future__ import annotations
 import email.message
 import hashlib
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.errors import HeaderParseError
 from email.header import Header, decode_header, make_header
 from email.utils import parsedate_to_datetime
@@ -20,9 +20,7 @@ MAX_SUBJECT_LENGTH = 2000
 LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8}){0,2}")
 # Headers an MTA adds per delivery; left out of the content fingerprint so that one
 # message delivered once per recipient address is recognised as the same message.
-TRACE_HEADERS = frozenset(
-    {"received", "return-path", "delivered-to", "x-original-to", "x-envelope-to", "envelope-to", "authentication-results", "arc-authentication-results", "x-spam-status", "x-spam-score", "received-spf"}
-)
+TRACE_HEADERS = frozenset({"received", "return-path", "delivered-to", "x-original-to", "x-envelope-to", "envelope-to", "authentication-results", "arc-authentication-results", "x-spam-status", "x-spam-score", "received-spf"})
 
 
 def normalized_line_endings(raw: bytes) -> bytes:
@@ -105,9 +103,9 @@ def date_of(value: object) -> datetime | None:
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     try:
-        return parsed.astimezone(timezone.utc)
+        return parsed.astimezone(UTC)
     except OverflowError:
         return None
 

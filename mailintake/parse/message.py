@@ -18,7 +18,21 @@ import mailparser
 
 from mailintake.core.addresses import header_addresses, single_sender
 from mailintake.parse.body import BodyFacts, ParsedAttachment, attachment_of, chosen_body_text, decoded_budget, decoded_text, first_own_text, own_attachment_digests, safe_filename, within_budget
-from mailintake.parse.headers import MAX_SUBJECT_LENGTH, MESSAGE_ID, automation_signals, date_of, decoded_header, first_message_id, has_bare_line_break_in_header, header_text, language_of, normalized_line_endings, origin_key, single_line, storable_text
+from mailintake.parse.headers import (
+    MAX_SUBJECT_LENGTH,
+    MESSAGE_ID,
+    automation_signals,
+    date_of,
+    decoded_header,
+    first_message_id,
+    has_bare_line_break_in_header,
+    header_text,
+    language_of,
+    normalized_line_endings,
+    origin_key,
+    single_line,
+    storable_text,
+)
 from mailintake.parse.limits import DEFAULT_LIMITS, ParseLimits, shape_of
 from mailintake.parse.statements import ReporterStatements, reporter_statements
 from mailintake.parse.tnef import with_tnef_unpacked

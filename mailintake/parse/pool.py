@@ -17,7 +17,6 @@ from mailintake.config.schema import IntakeConfig
 from mailintake.parse.limits import DEFAULT_LIMITS, ParseLimits
 from mailintake.parse.message import ParsedMessage, parse_message
 
-
 WARM_UP_MESSAGE = b"From: warm-up@mailintake.invalid\r\nSubject: warm-up\r\n\r\nwarm-up\r\n"
 
 

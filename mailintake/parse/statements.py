@@ -10,7 +10,6 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-
 SEVERITY_SYNONYMS = {"moderate": "medium", "med": "medium", "crit": "critical"}
 SEVERITY_WORD = r"(low|medium|moderate|med|high|critical|crit)"
 MAX_CREDIT_LENGTH = 120

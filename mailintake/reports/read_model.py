@@ -26,12 +26,39 @@ Moment = Callable[[datetime], str]
 
 CLI_SUMMARY_FIELDS = ("tracking_id", "status", "received_at", "reporter", "anonymous", "suggested_severity", "subject", "flag", "automated")
 CLI_DETAIL_FIELDS = CLI_SUMMARY_FIELDS + (
-    "reporter_name", "envelope_sender", "credit_as", "urls", "endpoints", "severity", "assignee", "eta", "bounty",
-    "related", "duplicate_of", "duplicate_deliveries", "milestones", "pauses", "messages",
+    "reporter_name",
+    "envelope_sender",
+    "credit_as",
+    "urls",
+    "endpoints",
+    "severity",
+    "assignee",
+    "eta",
+    "bounty",
+    "related",
+    "duplicate_of",
+    "duplicate_deliveries",
+    "milestones",
+    "pauses",
+    "messages",
 )
 MAIL_SUMMARY_FIELDS = (
-    "tracking_id", "subject", "received_at", "status", "severity", "suggested_severity", "reporter", "flag", "related",
-    "assignee", "credit_as", "urls", "attachments", "more_attachments", "left_out", "next_deadline",
+    "tracking_id",
+    "subject",
+    "received_at",
+    "status",
+    "severity",
+    "suggested_severity",
+    "reporter",
+    "flag",
+    "related",
+    "assignee",
+    "credit_as",
+    "urls",
+    "attachments",
+    "more_attachments",
+    "left_out",
+    "next_deadline",
 )
 
 
@@ -97,15 +124,11 @@ def report_summary(report: Report) -> dict[str, Any]:
 
 def report_detail(session: Session, tracking_id: str) -> dict[str, Any]:
     report = session.scalars(
-        select(Report)
-        .where(Report.tracking_id == tracking_id.upper())
-        .options(selectinload(Report.reporter), selectinload(Report.messages).selectinload(Message.attachments), selectinload(Report.milestones), selectinload(Report.pauses))
+        select(Report).where(Report.tracking_id == tracking_id.upper()).options(selectinload(Report.reporter), selectinload(Report.messages).selectinload(Message.attachments), selectinload(Report.milestones), selectinload(Report.pauses))
     ).one_or_none()
     if report is None:
         raise ReportNotFound(tracking_id)
-    duplicates = session.scalars(
-        select(InboundMessage.id).where(InboundMessage.report_id == report.id, InboundMessage.status == "duplicate").order_by(InboundMessage.id)
-    ).all()
+    duplicates = session.scalars(select(InboundMessage.id).where(InboundMessage.report_id == report.id, InboundMessage.status == "duplicate").order_by(InboundMessage.id)).all()
     fields = report_fields(report, iso_utc) | {
         "reporter": stored_reporter(report),
         "reporter_name": report.reporter.display_name if report.reporter else "",
@@ -158,10 +181,7 @@ def message_view(message: Message) -> dict[str, Any]:
         "body_from_html": message.body_from_html,
         "parse_defects": message.parse_defects,
         "body": message.body_text,
-        "attachments": [
-            {"filename": item.filename, "content_type": item.content_type, "size": item.size, "sha256": item.sha256}
-            for item in message.attachments
-        ],
+        "attachments": [{"filename": item.filename, "content_type": item.content_type, "size": item.size, "sha256": item.sha256} for item in message.attachments],
     }
 
 

@@ -7,18 +7,16 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from mailintake.storage.db import insert_ignoring_conflicts
 from mailintake.core.vocabulary import tracking_id
-from mailintake.storage.models import Attachment, InboundMessage, Message, Report, Reporter, TrackingCounter
 from mailintake.parse.message import ParsedMessage
+from mailintake.storage.db import insert_ignoring_conflicts
+from mailintake.storage.models import Attachment, InboundMessage, Message, Report, Reporter, TrackingCounter
 
 
 def next_tracking_id(session: Session, prefix: str, year: int) -> str:
     """SEC-YYYY-NNNN; the counter row is locked by the UPDATE until the transaction ends."""
     insert_ignoring_conflicts(session, TrackingCounter.__table__, {"year": year, "last_number": 0})
-    number = session.execute(
-        update(TrackingCounter).where(TrackingCounter.year == year).values(last_number=TrackingCounter.last_number + 1).returning(TrackingCounter.last_number)
-    ).scalar_one()
+    number = session.execute(update(TrackingCounter).where(TrackingCounter.year == year).values(last_number=TrackingCounter.last_number + 1).returning(TrackingCounter.last_number)).scalar_one()
     return tracking_id(prefix, year, number)
 
 
@@ -75,8 +73,5 @@ def inbound_message_row(parsed: ParsedMessage, inbound: InboundMessage) -> Messa
         body_from_html=parsed.body_from_html,
         raw_sha256=inbound.sha256,
         parse_defects=list(parsed.defects),
-        attachments=[
-            Attachment(filename=item.filename, content_type=item.content_type, size=item.size, sha256=item.sha256, content=item.content)
-            for item in parsed.attachments
-        ],
+        attachments=[Attachment(filename=item.filename, content_type=item.content_type, size=item.size, sha256=item.sha256, content=item.content) for item in parsed.attachments],
     )

@@ -304,9 +304,7 @@ def trusted_header_outcome(header: authres.core.AuthenticationResultsHeader, fro
 def single_property_value(result: object, name: str) -> str | None:
     """The lowercased value of the one header.<name> property, or None when it is
     missing or repeated (two header.d values leave it open which one passed)."""
-    values = [
-        prop.value for prop in getattr(result, "properties", []) if prop.type == "header" and prop.name == name and prop.value
-    ]
+    values = [prop.value for prop in getattr(result, "properties", []) if prop.type == "header" and prop.name == name and prop.value]
     return str(values[0]).lower() if len(values) == 1 else None
 
 
@@ -319,9 +317,7 @@ def dns_txt_lookup(server: str | None = None, timeout: float = 5.0) -> DnsFunc:
     def txt(name: bytes, timeout: float = configured_timeout) -> bytes | None:
         # dkimpy always passes its own timeout (5 s); the configured one stays the bound.
         try:
-            answer = resolver.resolve(
-                name.decode("ascii"), dns.rdatatype.TXT, search=False, lifetime=min(timeout, configured_timeout)
-            )
+            answer = resolver.resolve(name.decode("ascii"), dns.rdatatype.TXT, search=False, lifetime=min(timeout, configured_timeout))
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer, UnicodeDecodeError):
             return None
         except (dns.exception.DNSException, OSError) as error:

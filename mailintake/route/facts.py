@@ -20,8 +20,15 @@ MAX_REFERENCED = 50
 
 
 def arrival_of(
-    session: Session, parsed: ParsedMessage, envelope_to: Sequence[str], staff_member: bool, staff_authenticated: bool, *,
-    public_address: str, reply_key: bytes, tracking_prefix: str,
+    session: Session,
+    parsed: ParsedMessage,
+    envelope_to: Sequence[str],
+    staff_member: bool,
+    staff_authenticated: bool,
+    *,
+    public_address: str,
+    reply_key: bytes,
+    tracking_prefix: str,
 ) -> Arrival:
     tokens = reply_tokens(envelope_to, public_address, reply_key)
     most_recent_first = ((parsed.in_reply_to,) if parsed.in_reply_to else ()) + tuple(reversed(parsed.references))

@@ -39,7 +39,7 @@ async def serve(config: Config, clock: Clock = utc_now) -> None:
     sessions = session_factory(engine)
     reply_key = config.secrets.reply_key()
     if "allowlist" in config.staff.authentication:
-        log.warning("[staff] authentication = \"allowlist\": anyone who writes a staff member's address in From: acts as staff; for development only")
+        log.warning('[staff] authentication = "allowlist": anyone who writes a staff member\'s address in From: acts as staff; for development only')
     notices = Notices(config, checked_templates(config), reply_key)
     parsers = [parser_pool_for(config.intake) for _ in range(config.intake.parse_workers)]
     outbox = outbox_worker(sessions, config, notices, clock)

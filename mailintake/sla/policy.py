@@ -57,10 +57,7 @@ class Milestone:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME_RE.fullmatch(self.name) or self.name == RECEIVED:
-            raise PolicyError(
-                f"invalid milestone name {self.name!r}: expected letters, digits, '_' or '-', "
-                f"starting with a letter, and not {RECEIVED!r}"
-            )
+            raise PolicyError(f"invalid milestone name {self.name!r}: expected letters, digits, '_' or '-', starting with a letter, and not {RECEIVED!r}")
         object.__setattr__(self, "severity_within", self._ordered_overrides())
         if self.severity_within and self.within is None:
             raise PolicyError(f"[sla.{self.name}] 'severity' overrides 'within', which is not set")
@@ -83,18 +80,12 @@ class Milestone:
         if self.met_by is not None and self.met_by not in MET_BY_EVENTS:
             raise PolicyError(f"[sla.{self.name}] unknown met_by {self.met_by!r}: expected one of {', '.join(MET_BY_EVENTS)}")
         if self.auto and self.met_by not in (None, ACKNOWLEDGEMENT):
-            raise PolicyError(
-                f"[sla.{self.name}] auto = true means the automatic acknowledgement meets it, "
-                f"but met_by = {self.met_by!r}: drop one of them"
-            )
+            raise PolicyError(f"[sla.{self.name}] auto = true means the automatic acknowledgement meets it, but met_by = {self.met_by!r}: drop one of them")
         if not (self.auto or self.met_by == ACKNOWLEDGEMENT):
             return
         if self.recurring or self.after != RECEIVED:
             setting = "auto = true" if self.auto else f"met_by = {ACKNOWLEDGEMENT!r}"
-            raise PolicyError(
-                f"[sla.{self.name}] {setting} means the automatic acknowledgement meets it: "
-                f"only for a one-off milestone after \"{RECEIVED}\""
-            )
+            raise PolicyError(f'[sla.{self.name}] {setting} means the automatic acknowledgement meets it: only for a one-off milestone after "{RECEIVED}"')
         object.__setattr__(self, "auto", True)
         object.__setattr__(self, "met_by", ACKNOWLEDGEMENT)
 
@@ -102,9 +93,7 @@ class Milestone:
         overrides = dict(self.severity_within)
         for severity in overrides:
             if severity not in SEVERITIES:
-                raise PolicyError(
-                    f"[sla.{self.name}.severity] unknown severity {severity!r}: expected one of {', '.join(SEVERITIES)}"
-                )
+                raise PolicyError(f"[sla.{self.name}.severity] unknown severity {severity!r}: expected one of {', '.join(SEVERITIES)}")
         return tuple((severity, overrides[severity]) for severity in SEVERITIES if severity in overrides)
 
     @property
@@ -162,9 +151,7 @@ class Policy:
 def _check_reference(milestone: Milestone, key: str, target: str, names: list[str]) -> None:
     allowed = [RECEIVED, *names] if key == "after" else names
     if target not in allowed or (key == "until" and target == milestone.name):
-        raise PolicyError(
-            f"[sla.{milestone.name}] {key} = {target!r} names no milestone: expected one of {', '.join(allowed)}"
-        )
+        raise PolicyError(f"[sla.{milestone.name}] {key} = {target!r} names no milestone: expected one of {', '.join(allowed)}")
 
 
 def _first_cycle(after: Mapping[str, str]) -> list[str]:
@@ -174,7 +161,7 @@ def _first_cycle(after: Mapping[str, str]) -> list[str]:
         while path[-1] in after and after[path[-1]] != RECEIVED:
             following = after[path[-1]]
             if following in path:
-                return path[path.index(following):] + [following]
+                return path[path.index(following) :] + [following]
             path.append(following)
     return []
 
@@ -216,7 +203,7 @@ def _optional_duration(name: str, key: str, value: object) -> Duration | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise PolicyError(f"[sla.{name}] {key} must be a quoted duration such as \"3 business days\", got {value!r}")
+        raise PolicyError(f'[sla.{name}] {key} must be a quoted duration such as "3 business days", got {value!r}')
     try:
         return parse_duration(value)
     except DurationError as exc:
@@ -225,7 +212,7 @@ def _optional_duration(name: str, key: str, value: object) -> Duration | None:
 
 def _severity_overrides(name: str, value: object) -> dict[str, Duration]:
     if not isinstance(value, Mapping):
-        raise PolicyError(f"[sla.{name}] severity must be a table such as {{ critical = \"1 business day\" }}, got {value!r}")
+        raise PolicyError(f'[sla.{name}] severity must be a table such as {{ critical = "1 business day" }}, got {value!r}')
     overrides: dict[str, Duration] = {}
     for severity, text in value.items():
         duration = _optional_duration(f"{name}.severity", severity, text)

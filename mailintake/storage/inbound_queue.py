@@ -40,12 +40,7 @@ def due_inbound_ids(sessions: sessionmaker[Session], now: datetime, limit: int =
     with transaction(sessions) as session:
         columns = (InboundMessage.id, InboundMessage.envelope_from)
         new = select(*columns).where(InboundMessage.status == "received").order_by(InboundMessage.id).limit(limit)
-        retries = (
-            select(*columns)
-            .where(InboundMessage.status == "failed", InboundMessage.next_attempt_at <= now)
-            .order_by(InboundMessage.next_attempt_at, InboundMessage.id)
-            .limit(limit)
-        )
+        retries = select(*columns).where(InboundMessage.status == "failed", InboundMessage.next_attempt_at <= now).order_by(InboundMessage.next_attempt_at, InboundMessage.id).limit(limit)
         return [(row.id, row.envelope_from) for row in session.execute(new)] + [(row.id, row.envelope_from) for row in session.execute(retries)]
 
 
@@ -64,11 +59,7 @@ def read_snapshot(sessions: sessionmaker[Session], inbound_id: int) -> Snapshot 
 
 def claimed(session: Session, inbound_id: int, snapshot: Snapshot, **changes: object) -> bool:
     """Changes the row only if it is still as `snapshot` read it."""
-    result = session.execute(
-        update(InboundMessage)
-        .where(InboundMessage.id == inbound_id, InboundMessage.status == snapshot.status, InboundMessage.attempts == snapshot.attempts)
-        .values(**changes)
-    )
+    result = session.execute(update(InboundMessage).where(InboundMessage.id == inbound_id, InboundMessage.status == snapshot.status, InboundMessage.attempts == snapshot.attempts).values(**changes))
     return result.rowcount == 1
 
 

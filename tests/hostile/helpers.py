@@ -64,11 +64,7 @@ class Stack:
 
     def report(self, report_id: int) -> Report:
         with transaction(self.sessions) as session:
-            return session.scalars(
-                select(Report).where(Report.id == report_id).options(
-                    selectinload(Report.messages).selectinload(Message.attachments), selectinload(Report.milestones), selectinload(Report.reporter)
-                )
-            ).one()
+            return session.scalars(select(Report).where(Report.id == report_id).options(selectinload(Report.messages).selectinload(Message.attachments), selectinload(Report.milestones), selectinload(Report.reporter))).one()
 
     def report_of(self, row: InboundMessage) -> Report:
         assert row.report_id is not None, f"inbound {row.id} made no report"
@@ -167,13 +163,9 @@ def running_stack(directory: Path, database_url: str, **overrides: object) -> It
             engine.dispose()
 
 
-
 def with_headers(raw: bytes, *lines: bytes) -> bytes:
     """Raw header lines put in front of a message, byte for byte."""
     return b"".join(line + b"\r\n" for line in lines) + raw
-
-
-
 
 
 def texts(received: Received) -> list[str]:

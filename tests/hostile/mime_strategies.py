@@ -76,7 +76,7 @@ ADDRESSES = (
     "mailer-daemon@example.net",
     "x@evil.test",
     "a@example.com@evil.test",
-    "\"staff@example.com\"@evil.test",
+    '"staff@example.com"@evil.test',
     "security+r1-0000000000000000@example.com",
     "security+s1-0000000000000000@example.com",
     "",
@@ -103,7 +103,7 @@ def flat_multipart(draw: st.DrawFn, limits: Limits) -> HostileMail:
     part = b"--" + boundary + CRLF + headers + CRLF + b"x" + CRLF
     count = draw(st.integers(1, min(limits.max_flat_parts, limits.max_bytes // 2 // len(part))))
     closing = draw(st.sampled_from((b"--" + boundary + b"--" + CRLF, b"")))
-    entity = Entity((b"Content-Type: multipart/mixed; boundary=\"" + boundary + b"\"",), part * count + closing, count + 1)
+    entity = Entity((b'Content-Type: multipart/mixed; boundary="' + boundary + b'"',), part * count + closing, count + 1)
     return HostileMail(draw(top_level_message(entity)), entity.parts)
 
 
@@ -412,7 +412,5 @@ def disposition() -> st.SearchStrategy[list[bytes]]:
             b'"winmail.dat"',
         )
     )
-    value = st.tuples(st.sampled_from((b"attachment", b"inline", b"ATTACHMENT", b"form-data")), names).map(
-        lambda pair: b"Content-Disposition: " + pair[0] + b"; filename" + (pair[1] if pair[1].startswith(b"*") else b"=" + pair[1])
-    )
+    value = st.tuples(st.sampled_from((b"attachment", b"inline", b"ATTACHMENT", b"form-data")), names).map(lambda pair: b"Content-Disposition: " + pair[0] + b"; filename" + (pair[1] if pair[1].startswith(b"*") else b"=" + pair[1]))
     return st.lists(value, max_size=1)

@@ -20,11 +20,18 @@ from mailintake.storage.db import create_database_engine, transaction, upgrade_d
 from mailintake.storage.models import InboundMessage
 from tests.daemon import REPO, write_config
 from tests.hostile.helpers import (
-    BOB, SECURITY, TEAM, Stack, header_names, reply_sha256_prefix, sha256_hex, texts, wait_for,
+    BOB,
+    SECURITY,
+    TEAM,
+    Stack,
+    header_names,
+    reply_sha256_prefix,
+    sha256_hex,
+    texts,
+    wait_for,
 )
-from tests.integration.helpers import mail, plain, report_mail, side_address, signed
+from tests.integration.helpers import STAFF, mail, outbox, plain, report_mail, send, side_address, signed
 from tests.integration.relay import Relay
-from tests.integration.helpers import STAFF, outbox, send
 
 pytestmark = pytest.mark.slow
 
@@ -55,10 +62,7 @@ HOSTILE_BYTES = {
 
 def hostile_raw(kind: str) -> bytes:
     headers, rest = HOSTILE_BYTES[kind]
-    return (
-        f"From: Reporter <r30-{kind}@example.org>\r\nTo: security@example.com\r\nDate: Tue, 24 Nov 2026 10:00:00 +0100\r\n"
-        f"Message-ID: <case30-{kind}@example.org>\r\nMIME-Version: 1.0\r\n"
-    ).encode() + headers + rest
+    return (f"From: Reporter <r30-{kind}@example.org>\r\nTo: security@example.com\r\nDate: Tue, 24 Nov 2026 10:00:00 +0100\r\nMessage-ID: <case30-{kind}@example.org>\r\nMIME-Version: 1.0\r\n").encode() + headers + rest
 
 
 @pytest.mark.parametrize("kind", HOSTILE_BYTES)

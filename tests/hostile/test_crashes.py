@@ -21,10 +21,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailintake.storage.db import create_database_engine, session_factory, upgrade_database
 from tests.daemon import DaemonProcess, write_config
 from tests.hostile.helpers import LEADS, TEAM, send_and_reply
-from tests.integration.helpers import inbound_rows, report_mail, reports, wait_until_processed
+from tests.integration.helpers import STAFF, inbound_rows, outbox, report_mail, reports, run_cli, send, wait_for_outbox, wait_until_processed
 from tests.integration.relay import Relay
 from tests.integration.test_durability import MESSAGES, numbered_mails, send_concurrently
-from tests.integration.helpers import STAFF, outbox, run_cli, send, wait_for_outbox
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailintake.core.tokens import key_from_text, reply_address
 from tests.daemon import TEST_TOKEN_KEY
 from tests.hostile.helpers import BOB, LEADS, SECURITY, STAFF_ADDRESSES, TEAM, Stack, texts
-from tests.integration.helpers import mail, plain, side_address, signed, wait_until_processed
+from tests.integration.helpers import mail, plain, run_cli, side_address, signed, wait_until_processed
 from tests.integration.test_conversation import (
     RESEARCHER,
     all_reports,
@@ -23,7 +23,6 @@ from tests.integration.test_conversation import (
     new_report,
     report_named,
 )
-from tests.integration.helpers import run_cli
 
 pytestmark = pytest.mark.slow
 

@@ -15,9 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailintake.storage.db import transaction
 from mailintake.storage.models import MilestoneRecord, OutboxMessage, Report
 from tests.hostile.helpers import LEADS, SECURITY, TEAM, Stack, message_id, with_headers
-from tests.integration.helpers import mail, plain, report_mail, reports, wait_until_processed
+from tests.integration.helpers import FIXTURES, STAFF, mail, outbox, plain, report_mail, reports, run_cli, send, wait_until_processed
 from tests.integration.relay import Received, Relay
-from tests.integration.helpers import FIXTURES, STAFF, outbox, run_cli, send
 
 pytestmark = pytest.mark.slow
 
@@ -195,7 +194,9 @@ def helpdesk_answer(ours: Received, ticket: int, helpdesk: str, answer_to: str) 
     or Precedence, no threading headers, quoting what it got."""
     quoted = "\n".join("> " + line for line in ours.message.get_body(("plain",)).get_content().splitlines()[:5])
     return mail(
-        f"Example Helpdesk <{helpdesk}>", answer_to, f"[Ticket#{ticket}] We received your mail",
+        f"Example Helpdesk <{helpdesk}>",
+        answer_to,
+        f"[Ticket#{ticket}] We received your mail",
         f"Dear customer,\n\nwe received your mail and opened ticket {ticket}. We will get back to you.\n\n{quoted}\n",
         message_id=f"<ticket-{ticket}-{helpdesk.split('@')[0]}@helpdesk.example.net>",
     )
@@ -204,7 +205,9 @@ def helpdesk_answer(ours: Received, ticket: int, helpdesk: str, answer_to: str) 
 def helpdesk_first_mail(helpdesk: str) -> bytes:
     """How it starts: someone opened a ticket there with our address as the customer's."""
     return mail(
-        f"Example Helpdesk <{helpdesk}>", SECURITY, "[Ticket#1000] Your request has been received",
+        f"Example Helpdesk <{helpdesk}>",
+        SECURITY,
+        "[Ticket#1000] Your request has been received",
         "Dear customer,\n\nwe received your request and opened ticket 1000.\n",
         message_id=f"<ticket-1000-{helpdesk.split('@')[0]}@helpdesk.example.net>",
     )

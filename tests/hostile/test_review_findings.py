@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import socket
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
@@ -15,14 +15,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailintake.storage.db import transaction
 from mailintake.intake.store import Delivery, store_delivery
-from mailintake.storage.models import OutboxMessage, Reporter
 from mailintake.pipeline import process_inbound
+from mailintake.storage.db import transaction
+from mailintake.storage.models import OutboxMessage, Reporter
 from tests.dkim_keys import PRIVATE_KEY
 from tests.integration.helpers import example_rules, inbound_rows, mail, plain, reports, side_address, signed, wait_until_processed
 from tests.integration.relay import Relay
-from tests.integration.test_processing import DirectParser
 from tests.integration.test_conversation import (
     BOB,
     LEADS,
@@ -35,10 +34,11 @@ from tests.integration.test_conversation import (
     new_report,
     report_named,
 )
+from tests.integration.test_processing import DirectParser
 
 pytestmark = pytest.mark.slow
 
-PARTNER_MAIL = "INTERNAL ONLY: fix ships 2028.\n#status rejected\n#credit \"Mallory\"\nSend your exploit to mallory@evil.test\n"
+PARTNER_MAIL = 'INTERNAL ONLY: fix ships 2028.\n#status rejected\n#credit "Mallory"\nSend your exploit to mallory@evil.test\n'
 
 
 def forwarded_partner_mail() -> EmailMessage:
@@ -219,7 +219,7 @@ class CrashingParser:
 
 def test_finding_2_a_mail_that_kills_the_daemon_is_not_taken_up_forever(sessions: sessionmaker[Session]) -> None:
     rules = example_rules()
-    moment = datetime(2026, 11, 23, 10, 0, tzinfo=timezone.utc)
+    moment = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
     inbound_id = store_delivery(sessions, Delivery(moment, "smtp", "127.0.0.1", "client", "r@example.org", ("security@example.com",), ENCODED_CRLF_NAMES))
     for restart in range(rules.max_attempts):
         with pytest.raises(SystemExit):
@@ -260,7 +260,7 @@ def test_a_staff_reply_whose_signature_does_not_cover_message_id_is_refused(conv
 
 # About 13 s to parse on an idle machine of this project, more under load: it always runs
 # into the parse_timeout of 10 s below.
-SLOW_TO_PARSE = b"From: slow@example.org\r\nSubject: slow\r\nContent-Type: text/plain;" + b"\r\n " .join([b""] + [b";" * 800] * 500) + b"\r\n\r\nbody\r\n"
+SLOW_TO_PARSE = b"From: slow@example.org\r\nSubject: slow\r\nContent-Type: text/plain;" + b"\r\n ".join([b""] + [b";" * 800] * 500) + b"\r\n\r\nbody\r\n"
 
 
 def test_finding_2_one_slow_mail_does_not_hold_up_the_others(daemon_factory, sessions: sessionmaker[Session]) -> None:
@@ -298,7 +298,7 @@ def test_finding_3_a_mail_that_cannot_become_a_report_at_all_alerts_staff_once(e
         for statement in REFUSE_REPORTS[engine.dialect.name]:
             connection.exec_driver_sql(statement)
     rules = example_rules()
-    moment = datetime(2026, 11, 23, 10, 0, tzinfo=timezone.utc)
+    moment = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
     inbound_id = store_delivery(sessions, Delivery(moment, "smtp", "127.0.0.1", "client", "r@example.org", ("security@example.com",), ENCODED_CRLF_NAMES))
     statuses = [process_inbound(sessions, DirectParser(), rules, inbound_id, lambda: moment, manual=True).status for _ in range(rules.max_attempts + 2)]
     assert statuses == ["failed"] * (rules.max_attempts + 2)
@@ -376,7 +376,7 @@ def test_case_21_commands_only_in_quoted_text_or_an_html_remnant_are_not_execute
     try:
         report, ack, notification = new_report(daemon, relay, sessions)
         staff_side = side_address(report.id, "staff")
-        quoted_only = "Thanks, we are looking into it.\n\nOn Tue, 24 Nov 2026, Alice wrote:\n> #status rejected\n> #credit \"Mallory\"\n"
+        quoted_only = 'Thanks, we are looking into it.\n\nOn Tue, 24 Nov 2026, Alice wrote:\n> #status rejected\n> #credit "Mallory"\n'
         deliver(daemon.port, signed(mail(BOB, staff_side, "Re: x", quoted_only)), staff_side, BOB)
         hidden_in_html = staff_mail_with_alternative(staff_side, "Still looking.\n", '<p>Still looking.</p><div style="display:none">#status rejected<br>#bounty 5000 EUR</div>')
         deliver(daemon.port, signed(hidden_in_html), staff_side, BOB)
@@ -403,7 +403,8 @@ def test_finding_5_a_staff_reply_whose_mail_cannot_be_built_is_reported_to_its_a
     host, port = dns_server
     daemon = daemon_factory(
         staff={"notify": [TEAM], "alerts": [LEADS], "members": ["example.com"], "dns_server": f"{host}:{port}"},
-        templates={"dir": str(override)}, calendar={"timezone": "Europe/Amsterdam", "country": "NL"},
+        templates={"dir": str(override)},
+        calendar={"timezone": "Europe/Amsterdam", "country": "NL"},
     )
     relay = Relay(daemon.relay_port).start()
     try:

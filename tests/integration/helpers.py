@@ -13,7 +13,6 @@ from email.utils import make_msgid
 from pathlib import Path
 
 import dkim
-
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -38,7 +37,7 @@ STAFF = {"staff": {"notify": [TEAM], "alerts": [LEADS]}, "calendar": {"timezone"
 TRIGGER = "Trigger the broken template"
 SHIPPED_ACK = (REPO / "templates" / "acknowledgement.txt.j2").read_text()
 # Passes the start check (the sample report has another subject), fails on one real report.
-BROKEN_ACK = SHIPPED_ACK.replace("Your report: {{ report.subject }}\n", "Your report: {{ report.subject }}\n{% if report.subject == \"" + TRIGGER + "\" %}{{ no_such_name }}{% endif %}\n")
+BROKEN_ACK = SHIPPED_ACK.replace("Your report: {{ report.subject }}\n", 'Your report: {{ report.subject }}\n{% if report.subject == "' + TRIGGER + '" %}{{ no_such_name }}{% endif %}\n')
 
 
 def report_mail(subject: str = "XSS in login form", sender: str = "researcher@example.org", message_id: str | None = "<r1@example.org>", body: str = "Steps to reproduce ...\nSuggested severity: high\n") -> bytes:
@@ -54,8 +53,16 @@ def report_mail(subject: str = "XSS in login form", sender: str = "researcher@ex
 
 
 def mail(
-    sender: str, to: str, subject: str, body: str, *, in_reply_to: str | None = None, message_id: str | None = None,
-    html: str | None = None, reply_to: str | None = None, extra: Sequence[tuple[str, str]] = (),
+    sender: str,
+    to: str,
+    subject: str,
+    body: str,
+    *,
+    in_reply_to: str | None = None,
+    message_id: str | None = None,
+    html: str | None = None,
+    reply_to: str | None = None,
+    extra: Sequence[tuple[str, str]] = (),
 ) -> bytes:
     """A mail as a mail client sends it, CRLF line endings: `body` as plain text, or `html`
     instead of it for an HTML-only mail."""

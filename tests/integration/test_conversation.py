@@ -20,9 +20,8 @@ from mailintake.storage.models import Report
 from tests.daemon import REPO
 from tests.dkim_keys import dkim_txt_record
 from tests.dns_server import TxtDnsServer
-from tests.integration.helpers import mail, plain, report_mail, side_address, signed, wait_until_processed
+from tests.integration.helpers import mail, plain, report_mail, run_cli, send, side_address, signed, wait_for_outbox, wait_until_processed
 from tests.integration.relay import Received, Relay
-from tests.integration.helpers import run_cli, send, wait_for_outbox
 
 pytestmark = pytest.mark.slow
 
@@ -52,20 +51,14 @@ def conversation(daemon_factory, dns_server: tuple[str, int]):
     return start
 
 
-
-
 def deliver(port: int, raw: bytes, recipient: str, sender: str) -> None:
     with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
         client.sendmail(sender, [recipient], raw)
 
 
-
-
 def report_named(sessions: sessionmaker[Session], tracking_id: str) -> Report:
     with transaction(sessions) as session:
-        return session.scalars(
-            select(Report).where(Report.tracking_id == tracking_id).options(selectinload(Report.messages), selectinload(Report.milestones))
-        ).one()
+        return session.scalars(select(Report).where(Report.tracking_id == tracking_id).options(selectinload(Report.messages), selectinload(Report.milestones))).one()
 
 
 def all_reports(sessions: sessionmaker[Session]) -> list[Report]:
@@ -213,9 +206,9 @@ def test_with_auto_false_the_first_human_reply_acknowledges(conversation, sessio
 def test_replies_from_real_mail_clients_reach_the_reporter_as_only_what_staff_wrote(conversation, sessions: sessionmaker[Session]) -> None:
     """Outlook (HTML-only, RE:, winmail.dat), Gmail (top and bottom quote), Thunderbird,
     Apple Mail, mutt and a German Outlook (AW:) as the clients really send them."""
+    from mailintake.conversation.reply_text import clean_staff_reply
     from mailintake.parse.headers import normalized_line_endings
     from mailintake.parse.message import parse_message
-    from mailintake.conversation.reply_text import clean_staff_reply
 
     fixtures = sorted(REPLIES.glob("*.eml"))
     assert len(fixtures) >= 8

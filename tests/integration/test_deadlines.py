@@ -10,25 +10,25 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import icalendar
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from mailintake.deadlines.closures import effective_calendar
 from mailintake.config.loading import load_config
-from mailintake.storage.db import transaction
-from mailintake.intake.store import Delivery, store_delivery
+from mailintake.deadlines.closures import effective_calendar
 from mailintake.deadlines.milestones import meet_milestone, milestones_due_before, refresh_open_reports
-from mailintake.storage.models import CalendarChange, MilestoneRecord, Report
+from mailintake.intake.store import Delivery, store_delivery
 from mailintake.pipeline import Services, process_inbound
+from mailintake.storage.db import transaction
+from mailintake.storage.models import CalendarChange, MilestoneRecord, Report
 from tests.daemon import REPO
 from tests.integration.helpers import example_rules, report_mail, rules_for
 from tests.integration.test_processing import DirectParser
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def receive(sessions: sessionmaker[Session], rules: Services, received_at: datetime, number: int = 1) -> str:

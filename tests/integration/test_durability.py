@@ -63,5 +63,3 @@ def test_a_stop_signal_finishes_in_flight_deliveries_and_exits_cleanly(daemon_fa
     daemon.restart()
     wait_until_processed(sessions, len(stored))
     assert {row.status for row in inbound_rows(sessions)} == {"processed"}
-
-

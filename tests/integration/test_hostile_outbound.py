@@ -61,7 +61,8 @@ def setup(module_database: tuple[str, Path]) -> Iterator[Setup]:
     override.mkdir()
     (override / "acknowledgement.txt.j2").write_text(BROKEN_ACK)
     config = write_config(
-        directory / "config.toml", database_url,
+        directory / "config.toml",
+        database_url,
         intake={"max_message_size": 2_000_000},
         staff={"notify": [TEAM], "alerts": [LEADS], "max_attachment_bytes": LIMIT},
         templates={"dir": str(override)},
@@ -103,9 +104,7 @@ def processed_report(setup: Setup, message_id: str, timeout: float = 30.0) -> Re
     while time.monotonic() < deadline:
         with transaction(setup.sessions) as session:
             pending = session.scalar(select(InboundMessage.id).where(InboundMessage.status.in_(("received", "failed"))).limit(1))
-            report = session.scalars(
-                select(Report).options(selectinload(Report.messages), selectinload(Report.milestones)).join(Report.messages).where(Report.messages.any(message_id=message_id.strip("<>")))
-            ).first()
+            report = session.scalars(select(Report).options(selectinload(Report.messages), selectinload(Report.milestones)).join(Report.messages).where(Report.messages.any(message_id=message_id.strip("<>")))).first()
         if report is not None and pending is None:
             return report
         time.sleep(0.1)

@@ -21,19 +21,18 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailintake.core.clock import utc_now
 from mailintake.config.loading import load_config
 from mailintake.config.schema import ConfigError, host_is_loopback
-from mailintake.storage.db import transaction
-from mailintake.intake.store import GroupCommitStore
+from mailintake.core.clock import utc_now
+from mailintake.core.tokens import key_from_text
 from mailintake.intake.handler import AcceptedRecipients, IntakeHandler
 from mailintake.intake.listener import protocol_factory
 from mailintake.intake.rules import ConnectionLimits, SessionRules
+from mailintake.intake.store import GroupCommitStore
+from mailintake.storage.db import transaction
 from mailintake.storage.models import Reporter
-from mailintake.core.tokens import key_from_text
 from tests.daemon import TEST_TOKEN_KEY, write_config
-from tests.integration.helpers import inbound_rows, report_mail, reports, wait_until_processed
-from tests.integration.helpers import run_cli
+from tests.integration.helpers import inbound_rows, report_mail, reports, run_cli, wait_until_processed
 from tests.tls_certs import self_signed_certificate
 
 pytestmark = pytest.mark.slow

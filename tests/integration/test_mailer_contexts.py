@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -30,7 +30,7 @@ from mailintake.storage.models import Message, OutboxMessage, Report
 from tests.daemon import REPO, write_config
 from tests.integration.helpers import BROKEN_ACK, LEADS, POLICY_A, TEAM, TRIGGER, outbox
 
-MOMENT = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
+MOMENT = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
 
 class DirectParser:

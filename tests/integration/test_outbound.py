@@ -151,13 +151,11 @@ def test_the_digest_goes_out_once_on_business_days_at_its_local_time(daemon_fact
             assert run_cli(daemon.config_path, "sla", "check", "--now", moment).stdout.endswith(": 0 mail(s) enqueued\n")
         for expected, moment in ((1, "2026-11-24T08:31+01:00"), (0, "2026-11-24T16:00+01:00"), (1, "2026-11-25T08:45+01:00")):
             assert run_cli(daemon.config_path, "sla", "check", "--now", moment).stdout.endswith(f": {expected} mail(s) enqueued\n")
+
         # The daemon's own pass may also send today's digest (when the suite runs after
         # digest_time on a business day); only the two checked days count here.
         def checked_days() -> list[Received]:
-            return [
-                item for item in relay.to(TEAM)
-                if item.message["Subject"].startswith("Security reports ") and any(day in item.message.get_body(("plain",)).get_content() for day in ("2026-11-24", "2026-11-25"))
-            ]
+            return [item for item in relay.to(TEAM) if item.message["Subject"].startswith("Security reports ") and any(day in item.message.get_body(("plain",)).get_content() for day in ("2026-11-24", "2026-11-25"))]
 
         deadline = time.monotonic() + 30
         while len(checked_days()) < 2 and time.monotonic() < deadline:

@@ -11,7 +11,7 @@ import sys
 import time
 import tomllib
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiosmtplib
@@ -19,12 +19,12 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailintake.storage.db import transaction
 from mailintake.intake.store import Delivery, store_delivery
-from mailintake.storage.models import Attachment
 from mailintake.parse.message import parse_message
 from mailintake.pipeline import process_inbound
 from mailintake.service.workers import DueDeliveries
+from mailintake.storage.db import transaction
+from mailintake.storage.models import Attachment
 from tests.daemon import REPO
 from tests.integration.helpers import example_rules, inbound_rows, report_mail, reports, wait_until_processed
 
@@ -112,11 +112,8 @@ def test_a_message_that_fails_parsing_stays_stored_is_listed_and_is_retried(daem
 
 
 def test_tracking_ids_stay_unique_when_many_workers_process_at_once(sessions: sessionmaker[Session]) -> None:
-    moment = datetime(2026, 11, 23, 10, 0, tzinfo=timezone.utc)
-    ids = [
-        store_delivery(sessions, Delivery(moment, "smtp", "127.0.0.1", "client", "r@example.org", ("security@example.com",), report_mail(message_id=f"<c{index}@example.org>", body=f"report {index}")))
-        for index in range(40)
-    ]
+    moment = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+    ids = [store_delivery(sessions, Delivery(moment, "smtp", "127.0.0.1", "client", "r@example.org", ("security@example.com",), report_mail(message_id=f"<c{index}@example.org>", body=f"report {index}"))) for index in range(40)]
     rules = example_rules()
     with ThreadPoolExecutor(8) as pool:
         outcomes = list(pool.map(lambda inbound_id: process_inbound(sessions, DirectParser(), rules, inbound_id, lambda: moment), ids * 2))
@@ -125,7 +122,7 @@ def test_tracking_ids_stay_unique_when_many_workers_process_at_once(sessions: se
 
 
 def test_the_same_origin_processed_concurrently_makes_one_report(sessions: sessionmaker[Session]) -> None:
-    moment = datetime(2026, 11, 23, 10, 0, tzinfo=timezone.utc)
+    moment = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
     raw = report_mail(message_id="<twice@example.org>")
     ids = [store_delivery(sessions, Delivery(moment, "smtp", "127.0.0.1", "client", "r@example.org", (address,), raw)) for address in ("security@example.com", "psirt@example.com") * 5]
     with ThreadPoolExecutor(8) as pool:
@@ -156,7 +153,7 @@ def test_nothing_confidential_reaches_the_log_even_from_malformed_mail(daemon_fa
 
 
 def test_reports_show_json_carries_every_documented_field(sessions: sessionmaker[Session], tmp_path: Path, database_url: str) -> None:
-    moment = datetime(2026, 11, 23, 10, 0, tzinfo=timezone.utc)
+    moment = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
     raw = (FIXTURES / "plain.eml").read_bytes()
     first = store_delivery(sessions, Delivery(moment, "smtp", "127.0.0.1", "client", "bounce+x@example.org", ("security@example.com",), raw))
     second = store_delivery(sessions, Delivery(moment, "smtp", "127.0.0.1", "client", "bounce+x@example.org", ("psirt@example.com",), raw))
@@ -193,7 +190,7 @@ def test_inbound_retry_of_a_delivery_that_did_not_fail_is_refused(sessions: sess
 def test_lanes_take_one_senders_mail_in_arrival_order_and_others_alongside(sessions: sessionmaker[Session]) -> None:
     """A staff member's `#status fixing` then `#status resolved` must be recorded in that
     order; another sender's mail need not wait for them."""
-    moment = datetime(2026, 11, 23, 10, 0, tzinfo=timezone.utc)
+    moment = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
     senders = ("bob@example.com", "bob@example.com", "researcher@example.org", "bob@example.com")
     ids = [store_delivery(sessions, Delivery(moment, "smtp", "127.0.0.1", "client", sender, ("security@example.com",), report_mail(body=f"mail {index}"))) for index, sender in enumerate(senders)]
     due = DueDeliveries(sessions, lambda: moment)
@@ -214,7 +211,7 @@ def test_a_round_ends_for_every_lane_at_once(sessions: sessionmaker[Session]) ->
     """Once one lane found nothing due and nothing in flight, a lane still looking must not
     take new mail alone: it would hold it while the others have left (the next round,
     with every lane, takes it)."""
-    moment = datetime(2026, 11, 23, 10, 0, tzinfo=timezone.utc)
+    moment = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
     due = DueDeliveries(sessions, lambda: moment)
     assert due.next(lambda: False) is None
     store_delivery(sessions, Delivery(moment, "smtp", "127.0.0.1", "client", "late@example.org", ("security@example.com",), report_mail(body="late")))

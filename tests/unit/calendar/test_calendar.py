@@ -7,7 +7,7 @@ ends Sun 25 Oct (EU) and Sun 1 Nov (US). Hours are 09:00-17:00 Mon-Fri unless st
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -26,7 +26,7 @@ from mailintake.calendar.business import (
 )
 from mailintake.calendar.durations import Duration, DurationError, parse_duration
 
-UTC = timezone.utc
+UTC = UTC
 NINE_TO_FIVE = ((time(9), time(17)),)
 SHUTDOWN = Closure(date(2026, 12, 21), date(2027, 1, 8), "year-end shutdown")
 
@@ -51,108 +51,57 @@ CALENDARS = {
 
 # (calendar, received ISO, duration, expected deadline ISO, why)
 DEADLINE_CASES = [
-    ("NL", "2026-11-16T10:00+01:00", "3 business days", "2026-11-19T17:00+01:00",
-     "DESIGN example: received Mon; Tue 17, Wed 18, Thu 19 count; end of business Thu"),
-    ("NL", "2026-11-21T12:00+01:00", "3 business days", "2026-11-25T17:00+01:00",
-     "DESIGN example: received Sat; Mon 23, Tue 24, Wed 25 count"),
-    ("NL", "2026-11-20T18:30+01:00", "3 business days", "2026-11-25T17:00+01:00",
-     "Friday evening: Friday is the receipt date, never counted; Mon 23, Tue 24, Wed 25"),
-    ("NL", "2026-11-20T18:30+01:00", "8 business hours", "2026-11-23T17:00+01:00",
-     "Friday evening: no business time left Fri; Mon 09-17 is exactly 8 h, deadline at closing"),
-    ("NL", "2026-11-20T16:00+01:00", "8 business hours", "2026-11-23T16:00+01:00",
-     "Fri 16-17 gives 1 h, Mon 09-16 gives 7 h"),
-    ("NL", "2026-11-20T18:30+01:00", "24 hours", "2026-11-21T18:30+01:00",
-     "elapsed hours ignore weekends and business hours"),
-    ("NL", "2026-12-24T10:00+01:00", "3 business days", "2026-12-30T17:00+01:00",
-     "24 Dec is no NL holiday (receipt day anyway); 25 Christmas, 26 Sat, 27 Sun; Mon 28, Tue 29, Wed 30"),
-    ("NL", "2026-12-25T11:00+01:00", "3 business days", "2026-12-30T17:00+01:00",
-     "received on Christmas Day (Fri); 26-27 weekend; Mon 28, Tue 29, Wed 30"),
-    ("NL", "2026-12-26T11:00+01:00", "3 business days", "2026-12-30T17:00+01:00",
-     "received on Second Day of Christmas (Sat); 27 Sun; Mon 28, Tue 29, Wed 30"),
-    ("NL", "2026-12-24T16:00+01:00", "8 business hours", "2026-12-28T16:00+01:00",
-     "Thu 24 16-17 gives 1 h; 25 holiday, 26-27 weekend; Mon 28 09-16 gives 7 h"),
-    ("NL", "2026-12-31T12:00+01:00", "3 business days", "2027-01-06T17:00+01:00",
-     "year end: Fri 1 Jan New Year's Day, 2-3 weekend; Mon 4, Tue 5, Wed 6"),
-    ("NL", "2026-12-31T15:00+01:00", "24 hours", "2027-01-01T15:00+01:00",
-     "year end in elapsed hours: holiday irrelevant"),
-    ("NL", "2026-12-31T15:00+01:00", "4 business hours", "2027-01-04T11:00+01:00",
-     "Thu 31 15-17 gives 2 h; Fri 1 Jan holiday, weekend; Mon 4 09-11 gives 2 h"),
-    ("NL", "2026-03-28T12:00+01:00", "24 hours", "2026-03-29T13:00+02:00",
-     "DST starts Sun 29 Mar 02:00->03:00: 86,400 s later the wall clock reads 13:00"),
-    ("NL", "2026-10-24T12:00+02:00", "24 hours", "2026-10-25T11:00+01:00",
-     "DST ends Sun 25 Oct 03:00->02:00: 86,400 s later the wall clock reads 11:00"),
-    ("NL", "2026-03-28T12:00+01:00", "48 hours", "2026-03-30T13:00+02:00",
-     "48 elapsed hours across the spring change: wall clock one hour later than received"),
-    ("NL", "2026-03-27T13:00+01:00", "8 business hours", "2026-03-30T13:00+02:00",
-     "Fri 13-17 CET 4 h, Mon 09-13 CEST 4 h: business hours are local wall time"),
-    ("NL", "2026-03-27T10:00+01:00", "1 business day", "2026-03-30T17:00+02:00",
-     "across the spring change: Mon 30 is the first business day, closing in CEST"),
-    ("NL", "2026-10-23T15:00+02:00", "3 business days", "2026-10-28T17:00+01:00",
-     "across the autumn change: Mon 26, Tue 27, Wed 28, closing in CET"),
-    ("NL", "2026-11-22T23:30+00:00", "1 business day", "2026-11-24T17:00+01:00",
-     "23:30 UTC Sun is 00:30 Mon in Amsterdam: local date Mon is the receipt date; Tue 24 counts"),
-    ("US", "2026-03-07T12:00-05:00", "24 hours", "2026-03-08T13:00-04:00",
-     "US DST starts Sun 8 Mar 02:00->03:00: wall clock reads 13:00 EDT"),
-    ("US", "2026-10-31T12:00-04:00", "24 hours", "2026-11-01T11:00-05:00",
-     "US DST ends Sun 1 Nov 02:00->01:00: wall clock reads 11:00 EST"),
-    ("US", "2026-03-06T15:00-05:00", "8 business hours", "2026-03-09T15:00-04:00",
-     "Fri 15-17 EST 2 h, Mon 09-15 EDT 6 h"),
-    ("US", "2026-10-30T16:00-04:00", "2 business hours", "2026-11-02T10:00-05:00",
-     "Fri 16-17 EDT 1 h, Mon 09-10 EST 1 h"),
-    ("US", "2026-10-30T15:00-04:00", "3 business days", "2026-11-04T17:00-05:00",
-     "Mon 2 Nov, Tue 3 Nov (Election Day is no federal holiday), Wed 4 Nov"),
-    ("US", "2026-11-02T03:30+00:00", "1 business day", "2026-11-02T17:00-05:00",
-     "03:30 UTC Mon is 22:30 Sun in New York: the receipt date is Sun, so Mon counts"),
-    ("US", "2026-11-25T10:00-05:00", "3 business days", "2026-12-01T17:00-05:00",
-     "Thanksgiving Thu 26 (federal); Fri 27 is a federal working day (1), Mon 30 (2), Tue 1 Dec (3)"),
-    ("US-CA", "2026-11-25T10:00-08:00", "3 business days", "2026-12-02T17:00-08:00",
-     "California adds Day After Thanksgiving Fri 27: Mon 30, Tue 1, Wed 2 Dec"),
-    ("US", "2026-11-10T16:00-05:00", "2 business hours", "2026-11-12T10:00-05:00",
-     "Tue 16-17 1 h; Wed 11 Nov Veterans Day; Thu 09-10 1 h"),
-    ("US-CA", "2026-03-30T12:00-07:00", "1 business day", "2026-04-01T17:00-07:00",
-     "Cesar Chavez Day Tue 31 Mar is a California public holiday: Wed 1 Apr counts"),
-    ("US", "2026-03-30T12:00-04:00", "1 business day", "2026-03-31T17:00-04:00",
-     "no Cesar Chavez Day federally: Tue 31 Mar counts"),
-    ("DE-BY", "2026-01-05T10:00+01:00", "1 business day", "2026-01-07T17:00+01:00",
-     "Epiphany Tue 6 Jan is a holiday in Bavaria: Wed 7 counts"),
-    ("DE", "2026-01-05T10:00+01:00", "1 business day", "2026-01-06T17:00+01:00",
-     "Epiphany is no nationwide German holiday: Tue 6 counts"),
-    ("DE-BY", "2026-06-03T12:00+02:00", "2 business days", "2026-06-08T17:00+02:00",
-     "Corpus Christi Thu 4 Jun in Bavaria: Fri 5 (1), Mon 8 (2)"),
-    ("DE", "2026-06-03T12:00+02:00", "2 business days", "2026-06-05T17:00+02:00",
-     "no Corpus Christi nationwide: Thu 4 (1), Fri 5 (2)"),
-    ("NL-shutdown", "2026-12-18T14:00+01:00", "3 business days", "2027-01-13T17:00+01:00",
-     "shutdown 21 Dec - 8 Jan spans three weeks: Mon 11 (1), Tue 12 (2), Wed 13 (3)"),
-    ("NL-shutdown", "2026-12-23T10:00+01:00", "8 business hours", "2027-01-11T17:00+01:00",
-     "received inside the shutdown: first business hours are Mon 11 Jan 09-17"),
-    ("NL-shutdown", "2026-12-18T14:00+01:00", "24 hours", "2026-12-19T14:00+01:00",
-     "closures do not stop elapsed hours"),
-    ("NL-kingsday-worked", "2026-04-24T10:00+02:00", "1 business day", "2026-04-27T17:00+02:00",
-     "King's Day Mon 27 Apr removed by the admin: it is the first business day after Fri"),
-    ("NL", "2026-04-24T10:00+02:00", "1 business day", "2026-04-28T17:00+02:00",
-     "King's Day Mon 27 Apr is a holiday: Tue 28 counts"),
-    ("NL", "2026-11-16T09:00+01:00", "8 business hours", "2026-11-16T17:00+01:00",
-     "received exactly at opening: the whole day counts, deadline at closing the same day"),
-    ("NL", "2026-11-16T17:00+01:00", "1 business hour", "2026-11-17T10:00+01:00",
-     "received exactly at closing: 17:00 is outside [09:00, 17:00), counting starts Tue 09:00"),
-    ("NL", "2026-11-16T17:00+01:00", "1 business day", "2026-11-17T17:00+01:00",
-     "received at closing Mon: Mon is the receipt date, Tue counts"),
-    ("NL", "2026-11-16T08:59+01:00", "1 business hour", "2026-11-16T10:00+01:00",
-     "received before opening: counting starts at 09:00"),
-    ("NL-split", "2026-11-16T11:00+01:00", "2 business hours", "2026-11-16T14:00+01:00",
-     "split hours 09-12, 13-17: 11-12 1 h, lunch skipped, 13-14 1 h"),
-    ("NL-split", "2026-11-16T12:30+01:00", "1 business hour", "2026-11-16T14:00+01:00",
-     "received during lunch: counting starts at 13:00"),
-    ("NL-split", "2026-11-16T16:00+01:00", "7 business hours", "2026-11-17T16:00+01:00",
-     "Mon 16-17 1 h; Tue 09-12 3 h and 13-16 3 h"),
-    ("NL-split", "2026-11-16T10:00+01:00", "1 business day", "2026-11-17T17:00+01:00",
-     "a business day ends at the end of the last span, 17:00"),
-    ("NL-rrule", "2026-12-23T10:00+01:00", "1 business day", "2026-12-28T17:00+01:00",
-     "yearly closure 24 Dec (Thu), 25 Christmas, 26-27 weekend: Mon 28 counts"),
-    ("NL-rrule", "2027-12-23T10:00+01:00", "1 business day", "2027-12-27T17:00+01:00",
-     "the rule recurs in 2027: Fri 24 closed, 25-26 weekend and Christmas; Mon 27 counts"),
-    ("NL-rrule", "2026-11-26T10:00+01:00", "1 business day", "2026-11-30T17:00+01:00",
-     "monthly rule: Fri 27 Nov is the last Friday of November, closed; Mon 30 counts"),
+    ("NL", "2026-11-16T10:00+01:00", "3 business days", "2026-11-19T17:00+01:00", "DESIGN example: received Mon; Tue 17, Wed 18, Thu 19 count; end of business Thu"),
+    ("NL", "2026-11-21T12:00+01:00", "3 business days", "2026-11-25T17:00+01:00", "DESIGN example: received Sat; Mon 23, Tue 24, Wed 25 count"),
+    ("NL", "2026-11-20T18:30+01:00", "3 business days", "2026-11-25T17:00+01:00", "Friday evening: Friday is the receipt date, never counted; Mon 23, Tue 24, Wed 25"),
+    ("NL", "2026-11-20T18:30+01:00", "8 business hours", "2026-11-23T17:00+01:00", "Friday evening: no business time left Fri; Mon 09-17 is exactly 8 h, deadline at closing"),
+    ("NL", "2026-11-20T16:00+01:00", "8 business hours", "2026-11-23T16:00+01:00", "Fri 16-17 gives 1 h, Mon 09-16 gives 7 h"),
+    ("NL", "2026-11-20T18:30+01:00", "24 hours", "2026-11-21T18:30+01:00", "elapsed hours ignore weekends and business hours"),
+    ("NL", "2026-12-24T10:00+01:00", "3 business days", "2026-12-30T17:00+01:00", "24 Dec is no NL holiday (receipt day anyway); 25 Christmas, 26 Sat, 27 Sun; Mon 28, Tue 29, Wed 30"),
+    ("NL", "2026-12-25T11:00+01:00", "3 business days", "2026-12-30T17:00+01:00", "received on Christmas Day (Fri); 26-27 weekend; Mon 28, Tue 29, Wed 30"),
+    ("NL", "2026-12-26T11:00+01:00", "3 business days", "2026-12-30T17:00+01:00", "received on Second Day of Christmas (Sat); 27 Sun; Mon 28, Tue 29, Wed 30"),
+    ("NL", "2026-12-24T16:00+01:00", "8 business hours", "2026-12-28T16:00+01:00", "Thu 24 16-17 gives 1 h; 25 holiday, 26-27 weekend; Mon 28 09-16 gives 7 h"),
+    ("NL", "2026-12-31T12:00+01:00", "3 business days", "2027-01-06T17:00+01:00", "year end: Fri 1 Jan New Year's Day, 2-3 weekend; Mon 4, Tue 5, Wed 6"),
+    ("NL", "2026-12-31T15:00+01:00", "24 hours", "2027-01-01T15:00+01:00", "year end in elapsed hours: holiday irrelevant"),
+    ("NL", "2026-12-31T15:00+01:00", "4 business hours", "2027-01-04T11:00+01:00", "Thu 31 15-17 gives 2 h; Fri 1 Jan holiday, weekend; Mon 4 09-11 gives 2 h"),
+    ("NL", "2026-03-28T12:00+01:00", "24 hours", "2026-03-29T13:00+02:00", "DST starts Sun 29 Mar 02:00->03:00: 86,400 s later the wall clock reads 13:00"),
+    ("NL", "2026-10-24T12:00+02:00", "24 hours", "2026-10-25T11:00+01:00", "DST ends Sun 25 Oct 03:00->02:00: 86,400 s later the wall clock reads 11:00"),
+    ("NL", "2026-03-28T12:00+01:00", "48 hours", "2026-03-30T13:00+02:00", "48 elapsed hours across the spring change: wall clock one hour later than received"),
+    ("NL", "2026-03-27T13:00+01:00", "8 business hours", "2026-03-30T13:00+02:00", "Fri 13-17 CET 4 h, Mon 09-13 CEST 4 h: business hours are local wall time"),
+    ("NL", "2026-03-27T10:00+01:00", "1 business day", "2026-03-30T17:00+02:00", "across the spring change: Mon 30 is the first business day, closing in CEST"),
+    ("NL", "2026-10-23T15:00+02:00", "3 business days", "2026-10-28T17:00+01:00", "across the autumn change: Mon 26, Tue 27, Wed 28, closing in CET"),
+    ("NL", "2026-11-22T23:30+00:00", "1 business day", "2026-11-24T17:00+01:00", "23:30 UTC Sun is 00:30 Mon in Amsterdam: local date Mon is the receipt date; Tue 24 counts"),
+    ("US", "2026-03-07T12:00-05:00", "24 hours", "2026-03-08T13:00-04:00", "US DST starts Sun 8 Mar 02:00->03:00: wall clock reads 13:00 EDT"),
+    ("US", "2026-10-31T12:00-04:00", "24 hours", "2026-11-01T11:00-05:00", "US DST ends Sun 1 Nov 02:00->01:00: wall clock reads 11:00 EST"),
+    ("US", "2026-03-06T15:00-05:00", "8 business hours", "2026-03-09T15:00-04:00", "Fri 15-17 EST 2 h, Mon 09-15 EDT 6 h"),
+    ("US", "2026-10-30T16:00-04:00", "2 business hours", "2026-11-02T10:00-05:00", "Fri 16-17 EDT 1 h, Mon 09-10 EST 1 h"),
+    ("US", "2026-10-30T15:00-04:00", "3 business days", "2026-11-04T17:00-05:00", "Mon 2 Nov, Tue 3 Nov (Election Day is no federal holiday), Wed 4 Nov"),
+    ("US", "2026-11-02T03:30+00:00", "1 business day", "2026-11-02T17:00-05:00", "03:30 UTC Mon is 22:30 Sun in New York: the receipt date is Sun, so Mon counts"),
+    ("US", "2026-11-25T10:00-05:00", "3 business days", "2026-12-01T17:00-05:00", "Thanksgiving Thu 26 (federal); Fri 27 is a federal working day (1), Mon 30 (2), Tue 1 Dec (3)"),
+    ("US-CA", "2026-11-25T10:00-08:00", "3 business days", "2026-12-02T17:00-08:00", "California adds Day After Thanksgiving Fri 27: Mon 30, Tue 1, Wed 2 Dec"),
+    ("US", "2026-11-10T16:00-05:00", "2 business hours", "2026-11-12T10:00-05:00", "Tue 16-17 1 h; Wed 11 Nov Veterans Day; Thu 09-10 1 h"),
+    ("US-CA", "2026-03-30T12:00-07:00", "1 business day", "2026-04-01T17:00-07:00", "Cesar Chavez Day Tue 31 Mar is a California public holiday: Wed 1 Apr counts"),
+    ("US", "2026-03-30T12:00-04:00", "1 business day", "2026-03-31T17:00-04:00", "no Cesar Chavez Day federally: Tue 31 Mar counts"),
+    ("DE-BY", "2026-01-05T10:00+01:00", "1 business day", "2026-01-07T17:00+01:00", "Epiphany Tue 6 Jan is a holiday in Bavaria: Wed 7 counts"),
+    ("DE", "2026-01-05T10:00+01:00", "1 business day", "2026-01-06T17:00+01:00", "Epiphany is no nationwide German holiday: Tue 6 counts"),
+    ("DE-BY", "2026-06-03T12:00+02:00", "2 business days", "2026-06-08T17:00+02:00", "Corpus Christi Thu 4 Jun in Bavaria: Fri 5 (1), Mon 8 (2)"),
+    ("DE", "2026-06-03T12:00+02:00", "2 business days", "2026-06-05T17:00+02:00", "no Corpus Christi nationwide: Thu 4 (1), Fri 5 (2)"),
+    ("NL-shutdown", "2026-12-18T14:00+01:00", "3 business days", "2027-01-13T17:00+01:00", "shutdown 21 Dec - 8 Jan spans three weeks: Mon 11 (1), Tue 12 (2), Wed 13 (3)"),
+    ("NL-shutdown", "2026-12-23T10:00+01:00", "8 business hours", "2027-01-11T17:00+01:00", "received inside the shutdown: first business hours are Mon 11 Jan 09-17"),
+    ("NL-shutdown", "2026-12-18T14:00+01:00", "24 hours", "2026-12-19T14:00+01:00", "closures do not stop elapsed hours"),
+    ("NL-kingsday-worked", "2026-04-24T10:00+02:00", "1 business day", "2026-04-27T17:00+02:00", "King's Day Mon 27 Apr removed by the admin: it is the first business day after Fri"),
+    ("NL", "2026-04-24T10:00+02:00", "1 business day", "2026-04-28T17:00+02:00", "King's Day Mon 27 Apr is a holiday: Tue 28 counts"),
+    ("NL", "2026-11-16T09:00+01:00", "8 business hours", "2026-11-16T17:00+01:00", "received exactly at opening: the whole day counts, deadline at closing the same day"),
+    ("NL", "2026-11-16T17:00+01:00", "1 business hour", "2026-11-17T10:00+01:00", "received exactly at closing: 17:00 is outside [09:00, 17:00), counting starts Tue 09:00"),
+    ("NL", "2026-11-16T17:00+01:00", "1 business day", "2026-11-17T17:00+01:00", "received at closing Mon: Mon is the receipt date, Tue counts"),
+    ("NL", "2026-11-16T08:59+01:00", "1 business hour", "2026-11-16T10:00+01:00", "received before opening: counting starts at 09:00"),
+    ("NL-split", "2026-11-16T11:00+01:00", "2 business hours", "2026-11-16T14:00+01:00", "split hours 09-12, 13-17: 11-12 1 h, lunch skipped, 13-14 1 h"),
+    ("NL-split", "2026-11-16T12:30+01:00", "1 business hour", "2026-11-16T14:00+01:00", "received during lunch: counting starts at 13:00"),
+    ("NL-split", "2026-11-16T16:00+01:00", "7 business hours", "2026-11-17T16:00+01:00", "Mon 16-17 1 h; Tue 09-12 3 h and 13-16 3 h"),
+    ("NL-split", "2026-11-16T10:00+01:00", "1 business day", "2026-11-17T17:00+01:00", "a business day ends at the end of the last span, 17:00"),
+    ("NL-rrule", "2026-12-23T10:00+01:00", "1 business day", "2026-12-28T17:00+01:00", "yearly closure 24 Dec (Thu), 25 Christmas, 26-27 weekend: Mon 28 counts"),
+    ("NL-rrule", "2027-12-23T10:00+01:00", "1 business day", "2027-12-27T17:00+01:00", "the rule recurs in 2027: Fri 24 closed, 25-26 weekend and Christmas; Mon 27 counts"),
+    ("NL-rrule", "2026-11-26T10:00+01:00", "1 business day", "2026-11-30T17:00+01:00", "monthly rule: Fri 27 Nov is the last Friday of November, closed; Mon 30 counts"),
 ]
 
 
@@ -253,9 +202,7 @@ def test_business_time_between(calendar: str, start: str, end: str, hours: int, 
 
 
 def test_explain_collapses_runs_of_skipped_days() -> None:
-    calendar = BusinessCalendar(
-        "Europe/Amsterdam", country="NL", closures=(Closure(date(2026, 12, 28), date(2026, 12, 30), "year-end shutdown"),)
-    )
+    calendar = BusinessCalendar("Europe/Amsterdam", country="NL", closures=(Closure(date(2026, 12, 28), date(2026, 12, 30), "year-end shutdown"),))
     explanation = calendar.explain(datetime.fromisoformat("2026-12-24T10:00+01:00"), parse_duration("3 business days"))
     assert explanation.deadline.isoformat(timespec="minutes") == "2027-01-05T17:00+01:00"
     assert format_skipped_days(explanation.skipped) == [
@@ -269,9 +216,7 @@ def test_explain_collapses_runs_of_skipped_days() -> None:
 
 
 def test_skipped_days_include_a_non_business_receipt_day() -> None:
-    skipped = CALENDARS["NL"].skipped_days(
-        datetime.fromisoformat("2026-12-25T11:00+01:00"), datetime.fromisoformat("2026-12-30T17:00+01:00")
-    )
+    skipped = CALENDARS["NL"].skipped_days(datetime.fromisoformat("2026-12-25T11:00+01:00"), datetime.fromisoformat("2026-12-30T17:00+01:00"))
     assert skipped == [
         (date(2026, 12, 25), "Christmas Day (NL)"),
         (date(2026, 12, 26), "weekend"),
@@ -312,8 +257,7 @@ def test_parse_duration(text: str, expected: Duration) -> None:
 
 @pytest.mark.parametrize(
     ("duration", "canonical"),
-    [(Duration(1, "hours"), "1 hour"), (Duration(24, "hours"), "24 hours"), (Duration(1, "business_days"), "1 business day"),
-     (Duration(8, "business_hours"), "8 business hours"), (Duration(3, "business_days"), "3 business days")],
+    [(Duration(1, "hours"), "1 hour"), (Duration(24, "hours"), "24 hours"), (Duration(1, "business_days"), "1 business day"), (Duration(8, "business_hours"), "8 business hours"), (Duration(3, "business_days"), "3 business days")],
 )
 def test_duration_canonical_text(duration: Duration, canonical: str) -> None:
     assert str(duration) == canonical
@@ -473,9 +417,7 @@ business_durations = durations.filter(lambda duration: duration.is_business)
 
 @PROPERTY_SETTINGS
 @given(calendars, moments, moments, durations)
-def test_deadlines_do_not_decrease_with_the_start(
-    calendar: BusinessCalendar, first: datetime, second: datetime, duration: Duration
-) -> None:
+def test_deadlines_do_not_decrease_with_the_start(calendar: BusinessCalendar, first: datetime, second: datetime, duration: Duration) -> None:
     early, late = sorted((first, second))
     assert calendar.add(early, duration).astimezone(UTC) <= calendar.add(late, duration).astimezone(UTC)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import inspect
 import pkgutil
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from types import ModuleType
 
 import pytest
@@ -35,12 +35,12 @@ LISTED = (
     ("#assign NAME", "assign the report"),
     ("#assessment", "this reply is the assessment; add #eta YYYY-MM-DD"),
     ("#internal", "keep this reply as an internal note; nothing goes to the reporter"),
-    ("#credit \"Name\"", "how the reporter is credited"),
+    ('#credit "Name"', "how the reporter is credited"),
     ("#bounty 500 EUR", "record the bounty decision (not sent to the reporter)"),
     ("#wait / #resume", "pause or resume the SLA clocks while waiting on the reporter"),
     ("#attach", "send the files attached to this reply to the reporter (forwarded mails never are)"),
 )
-NOW = datetime(2026, 11, 24, 10, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 10, tzinfo=UTC)
 PAUSABLE = policy_from_mapping({"assess": {"within": "3 business days", "pausable": True}})
 
 

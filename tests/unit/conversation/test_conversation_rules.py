@@ -4,7 +4,7 @@ acting on it, with the report and the rules in hand."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -20,7 +20,7 @@ from mailintake.storage.models import Pause, Report
 
 PAUSABLE = policy_from_mapping({"assess": {"within": "3 business days", "pausable": True}})
 FIXED = policy_from_mapping({"assess": {"within": "3 business days"}})
-NOW = datetime(2026, 11, 24, 10, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 10, tzinfo=UTC)
 
 
 def report_waiting(waiting: bool) -> Report:
@@ -160,4 +160,3 @@ SERVICES = Services()
 )
 def test_what_is_wrong_with_the_text(text: str, reply_text: str, problems: list[str]) -> None:
     assert text_problems(SERVICES, parse_staff_reply(text), reply_text) == problems
-

@@ -42,9 +42,7 @@ class Expected:
 
 
 FIXTURES = {
-    "outlook_html_only.eml": Expected(
-        ("We confirmed the stored XSS and a fix ships on Thursday.", "For anything urgent, write to me at security@example.com."), "Sent: Monday", "+44 20 7946 0321"
-    ),
+    "outlook_html_only.eml": Expected(("We confirmed the stored XSS and a fix ships on Thursday.", "For anything urgent, write to me at security@example.com."), "Sent: Monday", "+44 20 7946 0321"),
     "outlook_winmail_dat.eml": Expected(
         (
             "Thanks for the detailed write-up, we reproduced the issue on staging.",
@@ -60,9 +58,7 @@ FIXTURES = {
         "On Mon, 2 Nov 2026 at 10:00",
         "Product Security, Example Corp",
     ),
-    "gmail_top.eml": Expected(
-        ("Could you share the exact browser version you used?", "We could not reproduce it in Firefox 140 so far."), "On Mon, 2 Nov 2026 at 10:00", "Product Security, Example Corp"
-    ),
+    "gmail_top.eml": Expected(("Could you share the exact browser version you used?", "We could not reproduce it in Firefox 140 so far."), "On Mon, 2 Nov 2026 at 10:00", "Product Security, Example Corp"),
     "thunderbird.eml": Expected(
         (
             "Your report is confirmed; we are preparing a patch for 4.2.2.",
@@ -75,9 +71,7 @@ FIXTURES = {
     ),
     "apple_mail.eml": Expected(("The fix is deployed to production, please verify when you have a moment.", "Best,", "Chlo\u00e9"), "On 2 Nov 2026, at 10:00"),
     "apple_iphone.eml": Expected(("Rollback is done, the old template is back until the fix ships.",), "On 2 Nov 2026, at 10:00", "Sent from my iPhone"),
-    "mutt.eml": Expected(
-        ("Confirmed on 4.2.1; the CVE request is filed.", "Questions about the advisory can go to <mailto:security@example.com>."), "[2026-11-02 10:00]:", "Example Corp PSIRT"
-    ),
+    "mutt.eml": Expected(("Confirmed on 4.2.1; the CVE request is filed.", "Questions about the advisory can go to <mailto:security@example.com>."), "[2026-11-02 10:00]:", "Example Corp PSIRT"),
 }
 
 

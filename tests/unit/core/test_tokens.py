@@ -60,14 +60,14 @@ def test_every_single_character_change_fails(side: str) -> None:
         for replacement in string.ascii_lowercase + string.digits + "-+._":
             if replacement == original:
                 continue
-            tampered = f"security+{token[:position]}{replacement}{token[position + 1:]}@example.com"
+            tampered = f"security+{token[:position]}{replacement}{token[position + 1 :]}@example.com"
             assert parse_reply_address(tampered, BASE, KEY) is None, tampered
 
 
 @pytest.mark.parametrize("side", SIDES)
 def test_dropping_or_adding_a_character_fails(side: str) -> None:
     token = token_of(reply_address(BASE, 77, side, KEY))  # type: ignore[arg-type]
-    variants = [token[:i] + token[i + 1:] for i in range(len(token))] + [token + "a", "a" + token, token + "="]
+    variants = [token[:i] + token[i + 1 :] for i in range(len(token))] + [token + "a", "a" + token, token + "="]
     for variant in variants:
         assert parse_reply_address(f"security+{variant}@example.com", BASE, KEY) is None, variant
 

@@ -12,7 +12,7 @@ Mon–Fri 09:00–17:00. Mon 16 Nov, Thu 19 Nov, Mon 23 Nov, Mon 30 Nov 2026.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -34,7 +34,7 @@ from mailintake.storage.db import create_database_engine, upgrade_database
 from mailintake.storage.models import MilestoneRecord, Pause, Report
 from tests.conftest import postgresql_schema_url
 
-UTC = timezone.utc
+UTC = UTC
 POLICY = policy_from_mapping(
     {
         "acknowledge": {"within": "24 hours", "warn_at": 0.75},

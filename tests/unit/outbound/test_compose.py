@@ -6,7 +6,7 @@ from __future__ import annotations
 import email
 import email.policy
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
 from zoneinfo import ZoneInfo
@@ -156,7 +156,7 @@ def test_naive_date_is_refused() -> None:
 
 
 def test_utc_date() -> None:
-    assert parsed(built(date=datetime(2026, 3, 29, 1, 30, tzinfo=timezone.utc)))["Date"] == "Sun, 29 Mar 2026 01:30:00 +0000"
+    assert parsed(built(date=datetime(2026, 3, 29, 1, 30, tzinfo=UTC)))["Date"] == "Sun, 29 Mar 2026 01:30:00 +0000"
 
 
 # --- addresses ---------------------------------------------------------------------
@@ -470,13 +470,23 @@ def test_header_block_holds_only_the_headers_compose_wrote() -> None:
         extra_headers={"X-Mailintake-Loop": INJECTIONS[7]},
     )
     assert header_names(raw) == [
-        "From", "To", "Reply-To", "Subject", "Date", "Message-ID", "In-Reply-To",
-        "References", "Auto-Submitted", "X-Mailintake-Loop", "Content-Type",
-        "Content-Transfer-Encoding", "MIME-Version",
+        "From",
+        "To",
+        "Reply-To",
+        "Subject",
+        "Date",
+        "Message-ID",
+        "In-Reply-To",
+        "References",
+        "Auto-Submitted",
+        "X-Mailintake-Loop",
+        "Content-Type",
+        "Content-Transfer-Encoding",
+        "MIME-Version",
     ]
 
 
-HEADER_ALPHABET = st.sampled_from(list("\r\n\t\x00\x0b\x85\u2028 =?:;<>@\"\\()[],.qQbB_-xÿ€😀") + ["=?utf-8?q?", "=?utf-8?b?", "?=", "=0D=0A", "Bcc: "])
+HEADER_ALPHABET = st.sampled_from(list('\r\n\t\x00\x0b\x85\u2028 =?:;<>@"\\()[],.qQbB_-xÿ€😀') + ["=?utf-8?q?", "=?utf-8?b?", "?=", "=0D=0A", "Bcc: "])
 
 
 @settings(max_examples=300, deadline=None)

@@ -4,7 +4,7 @@ one row per key, claims with a lease, and each way a claim is settled."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, select
@@ -25,7 +25,7 @@ from mailintake.outbound.outbox import (
 from mailintake.storage.db import transaction
 from mailintake.storage.models import OutboxMessage
 
-T0 = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=30)
 
 

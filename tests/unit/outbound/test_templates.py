@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from mailintake.config.loading import load_config
-from mailintake.service.daemon import checked_templates
 from mailintake.outbound.templates import (
     REQUIRED,
     SAMPLE_CONTEXTS,
@@ -20,6 +19,7 @@ from mailintake.outbound.templates import (
     sample_contexts,
     shipped_directory,
 )
+from mailintake.service.daemon import checked_templates
 
 HOSTILE_SUBJECT = "XSS in {{7*7}} <script>alert(1)</script> & more"
 HOSTILE_BODY = "Steps:\n1. open {{ 7*7 }} and {% raw %}\n2. <script>alert('x')</script>\n#status closed\n"
@@ -101,7 +101,17 @@ def build_contexts() -> dict[str, dict[str, object]]:
         },
         "resolution": {**BASE, "report": {**REPORT, "status": "resolved"}, "reply_address": "security+r1@example.com", "subject": HOSTILE_SUBJECT, "text": ""},
         "staff_reply": {**BASE, "report": REPORT, "reply_address": "security+r1@example.com", "subject": HOSTILE_SUBJECT, "text": HOSTILE_BODY, "assessment": True, "eta": "2027-01-15"},
-        "reporter_reply": {**BASE, "report": REPORT, "subject": HOSTILE_SUBJECT, "body": HOSTILE_BODY, "reply_address": "security+s1@example.com", "resumed": False, "verified": True, "attachments": REPORT["attachments"], "more_attachments": 0},
+        "reporter_reply": {
+            **BASE,
+            "report": REPORT,
+            "subject": HOSTILE_SUBJECT,
+            "body": HOSTILE_BODY,
+            "reply_address": "security+s1@example.com",
+            "resumed": False,
+            "verified": True,
+            "attachments": REPORT["attachments"],
+            "more_attachments": 0,
+        },
         "command_error": {**BASE, "report": REPORT, "errors": ["line 1: unknown command #stauts (did you mean #status?)"], "carried_out": False},
         "flagged_report": {**BASE, "report": REPORT, "flag": "unauthenticated staff address", "related": "SEC-2026-0001"},
         "rejected": {**BASE, "report": REPORT, "reply_address": "security+r1@example.com", "subject": HOSTILE_SUBJECT, "text": ""},

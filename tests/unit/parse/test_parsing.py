@@ -162,7 +162,11 @@ def test_a_mail_with_more_parts_than_the_limit_keeps_the_first_and_says_how_many
 def test_a_forwarded_mail_nested_in_itself_cannot_multiply_the_decoded_size() -> None:
     inner = b"Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=big.bin\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b"QUFBQUFB\r\n" * 20_000
     for level in range(20):
-        inner = b"Content-Type: message/rfc822\r\nContent-Disposition: attachment; filename=f%d.eml\r\n\r\nFrom: f@example.org\r\nContent-Type: multipart/mixed; boundary=l%d\r\n\r\n--l%d\r\n" % (level, level, level) + inner + b"\r\n--l%d--\r\n" % level
+        inner = (
+            b"Content-Type: message/rfc822\r\nContent-Disposition: attachment; filename=f%d.eml\r\n\r\nFrom: f@example.org\r\nContent-Type: multipart/mixed; boundary=l%d\r\n\r\n--l%d\r\n" % (level, level, level)
+            + inner
+            + b"\r\n--l%d--\r\n" % level
+        )
     raw = b"From: a@example.org\r\nSubject: nested\r\nContent-Type: multipart/mixed; boundary=top\r\n\r\n--top\r\n" + inner + b"\r\n--top--\r\n"
     parsed = parse_message(raw)
     assert parsed.attachments[0].filename == "f19.eml"

@@ -3,7 +3,7 @@ real database, without a daemon: the real parse function runs in-process."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -24,7 +24,7 @@ from mailintake.storage.inbound_queue import Snapshot
 from mailintake.storage.models import InboundMessage, OutboxMessage, Report
 
 REPO = Path(__file__).resolve().parents[3]
-NOW = datetime(2026, 12, 1, 10, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 FLAGS = [value for name, value in vars(decision).items() if name.isupper() and isinstance(value, str)]
 
 
@@ -81,10 +81,7 @@ def delivered(sessions: sessionmaker[Session], raw: bytes, sender: str = "resear
 
 
 def report_raw(subject: str = "XSS in search", extra: str = "") -> bytes:
-    return (
-        f"From: Researcher <researcher@example.org>\r\nTo: security@example.com\r\nSubject: {subject}\r\n"
-        f"Message-ID: <{abs(hash(subject + extra))}@example.org>\r\n{extra}\r\nThe search box reflects input.\r\n"
-    ).encode()
+    return (f"From: Researcher <researcher@example.org>\r\nTo: security@example.com\r\nSubject: {subject}\r\nMessage-ID: <{abs(hash(subject + extra))}@example.org>\r\n{extra}\r\nThe search box reflects input.\r\n").encode()
 
 
 def outbox_kinds(sessions: sessionmaker[Session]) -> list[str]:

@@ -71,11 +71,11 @@ def test_the_example_config_documents_the_default() -> None:
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ('"lots"', "[staff] max_attachment_bytes: 'lots' is not a size (use bytes, \"10MB\" or \"10MiB\")"),
+        ('"lots"', '[staff] max_attachment_bytes: \'lots\' is not a size (use bytes, "10MB" or "10MiB")'),
         ("-1", "[staff] max_attachment_bytes must be from 0 to 500MB, got -1"),
         ('"600MB"', "[staff] max_attachment_bytes must be from 0 to 500MB, got 600000000"),
-        ("true", "[staff] max_attachment_bytes must be bytes or a string such as \"10MB\", got True"),
-        ("1.5", "[staff] max_attachment_bytes must be bytes or a string such as \"10MB\", got 1.5"),
+        ("true", '[staff] max_attachment_bytes must be bytes or a string such as "10MB", got True'),
+        ("1.5", '[staff] max_attachment_bytes must be bytes or a string such as "10MB", got 1.5'),
     ],
 )
 def test_a_bad_max_attachment_bytes_is_one_line_naming_file_section_and_key(tmp_path: Path, value: str, message: str) -> None:

@@ -3,7 +3,7 @@ share every field they have in common and differ only in how moments and the rep
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -12,14 +12,24 @@ from mailintake.reports.read_model import CLI_SUMMARY_FIELDS, MAIL_SUMMARY_FIELD
 from mailintake.storage.models import Report, Reporter
 
 NL = BusinessCalendar("Europe/Amsterdam", country="NL")
-RECEIVED = datetime(2026, 11, 23, 9, 15, tzinfo=timezone.utc)
+RECEIVED = datetime(2026, 11, 23, 9, 15, tzinfo=UTC)
 
 
 def a_report(**changes: object) -> Report:
     values: dict[str, object] = {
-        "tracking_id": "SEC-2026-0042", "subject": "Stored XSS", "status": "triaged", "severity": "high", "suggested_severity": "medium",
-        "anonymous": False, "flag": None, "automated": None, "assignee": "alice@example.com", "credit_as": None,
-        "urls": ["https://app.example.com/profile"], "received_at": RECEIVED, "envelope_sender": "bounce@mx.example.org",
+        "tracking_id": "SEC-2026-0042",
+        "subject": "Stored XSS",
+        "status": "triaged",
+        "severity": "high",
+        "suggested_severity": "medium",
+        "anonymous": False,
+        "flag": None,
+        "automated": None,
+        "assignee": "alice@example.com",
+        "credit_as": None,
+        "urls": ["https://app.example.com/profile"],
+        "received_at": RECEIVED,
+        "envelope_sender": "bounce@mx.example.org",
         "reporter": Reporter(address="researcher@example.org", display_name="A Researcher"),
     }
     return Report(**(values | changes))

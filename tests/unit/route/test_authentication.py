@@ -14,10 +14,11 @@ import pytest
 from dkim.canonicalization import CanonicalizationPolicy
 from dkim.crypto import parse_pem_private_key
 
+from mailintake.parse.headers import normalized_line_endings
 from mailintake.route.authentication import (
     MAX_DKIM_SIGNATURES,
-    DnsUnavailable,
     NOT_A_MEMBER_REASON,
+    DnsUnavailable,
     StaffPolicy,
     StaffVerdict,
     dns_server_address,
@@ -26,23 +27,13 @@ from mailintake.route.authentication import (
     policy_problem,
     staff_verdict,
 )
-from mailintake.parse.headers import normalized_line_endings
 from tests.dkim_keys import PRIVATE_KEY, WEAK_PRIVATE_KEY, dkim_txt_record
 from tests.dns_server import TxtDnsServer
-
-
 
 TXT = dkim_txt_record("test-only-rsa2048.pub")
 WEAK_TXT = dkim_txt_record("test-only-rsa768-too-weak.pub")
 
-MESSAGE = (
-    b"From: Alice <alice@example.com>\r\n"
-    b"To: security@example.com\r\n"
-    b"Subject: #status triaged\r\n"
-    b"Message-ID: <staff-1@example.com>\r\n"
-    b"\r\n"
-    b"#status triaged\r\n"
-)
+MESSAGE = b"From: Alice <alice@example.com>\r\nTo: security@example.com\r\nSubject: #status triaged\r\nMessage-ID: <staff-1@example.com>\r\n\r\n#status triaged\r\n"
 DKIM_POLICY = StaffPolicy(members=("example.com",))
 AR_POLICY = StaffPolicy(members=("example.com",), methods=("authentication-results",), trusted_authserv_id="mx.example.com")
 EITHER_POLICY = StaffPolicy(members=("example.com",), methods=("dkim", "authentication-results"), trusted_authserv_id="mx.example.com")
@@ -213,8 +204,14 @@ def signature_without_from(message: bytes) -> bytes:
     canon = CanonicalizationPolicy.from_c_value(b"relaxed/simple")
     body_hash = base64.b64encode(hashlib.sha256(canon.canonicalize_body(signer.body)).digest())
     fields = [
-        (b"v", b"1"), (b"a", b"rsa-sha256"), (b"c", b"relaxed/simple"), (b"d", b"example.com"), (b"s", b"sel"),
-        (b"h", b"to : subject : message-id"), (b"bh", body_hash), (b"b", b"0" * 60),
+        (b"v", b"1"),
+        (b"a", b"rsa-sha256"),
+        (b"c", b"relaxed/simple"),
+        (b"d", b"example.com"),
+        (b"s", b"sel"),
+        (b"h", b"to : subject : message-id"),
+        (b"bh", body_hash),
+        (b"b", b"0" * 60),
     ]
     key = parse_pem_private_key(PRIVATE_KEY)
     return b"DKIM-Signature: " + signer.gen_header(fields, (b"to", b"subject", b"message-id"), canon, b"DKIM-Signature", key)
@@ -432,10 +429,7 @@ def test_either_method_may_pass() -> None:
     assert (only_dkim.authenticated, only_dkim.method) == (True, "dkim")
     neither = verdict(with_results(FAIL), policy=EITHER_POLICY)
     assert not neither.authenticated
-    assert neither.reason == (
-        "no valid DKIM signature aligned with the From domain (no DKIM signature); "
-        "the trusted Authentication-Results header shows no dkim or dmarc pass for the From domain"
-    )
+    assert neither.reason == ("no valid DKIM signature aligned with the From domain (no DKIM signature); the trusted Authentication-Results header shows no dkim or dmarc pass for the From domain")
 
 
 def test_allowlist_alone_authenticates_members_without_dns() -> None:

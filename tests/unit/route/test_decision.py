@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mailintake.core.tokens import ReplyToken
 from mailintake.route.decision import (
     FOREIGN_REFERENCE,
     REPLY_ADDRESS_MISUSED,
@@ -19,7 +20,6 @@ from mailintake.route.decision import (
     Route,
     route_of,
 )
-from mailintake.core.tokens import ReplyToken
 
 ALICE = "alice@researcher.test"
 MALLORY = "mallory@evil.test"

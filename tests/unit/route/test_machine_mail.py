@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mailintake.route.machine_mail import is_our_address, no_auto_reply_reason, our_message_id
 from mailintake.parse.message import parse_message
+from mailintake.route.machine_mail import is_our_address, no_auto_reply_reason, our_message_id
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "mail"
 OURS = ("security@example.com", "psirt@example.com")
@@ -43,8 +43,15 @@ def test_loop_signals_in_headers(extra: bytes, expected: str | None) -> None:
 
 @pytest.mark.parametrize(
     ("envelope_from", "expected"),
-    [("", "null envelope sender"), ("MAILER-DAEMON@mx.example.net", "sender is mailer-daemon"), ("MAILER-DAEMON", "sender is mailer-daemon"),
-     ("owner-announce@lists.example.org", "sender is a list robot"), ("announce-request@lists.example.org", "sender is a list robot"), ("postmaster@example.net", "sender is postmaster"), ("security@example.com", "sent from our own address")],
+    [
+        ("", "null envelope sender"),
+        ("MAILER-DAEMON@mx.example.net", "sender is mailer-daemon"),
+        ("MAILER-DAEMON", "sender is mailer-daemon"),
+        ("owner-announce@lists.example.org", "sender is a list robot"),
+        ("announce-request@lists.example.org", "sender is a list robot"),
+        ("postmaster@example.net", "sender is postmaster"),
+        ("security@example.com", "sent from our own address"),
+    ],
 )
 def test_envelope_senders_that_are_never_answered(envelope_from: str, expected: str) -> None:
     assert reason(PLAIN, envelope_from) == expected
@@ -68,8 +75,7 @@ SIGNED_REPLY = "security+r12-abcdefghijklmnop@example.com"
 
 @pytest.mark.parametrize(
     "envelope_from",
-    [SIGNED_REPLY, "security+s12-abcdefghijklmnop@example.com", "security+r12-forged@example.com", "Security+anything@EXAMPLE.com",
-     "SECURITY@example.com", '"security"@example.com', '"security+r1-x"@example.com.', "psirt+x@example.com"],
+    [SIGNED_REPLY, "security+s12-abcdefghijklmnop@example.com", "security+r12-forged@example.com", "Security+anything@EXAMPLE.com", "SECURITY@example.com", '"security"@example.com', '"security+r1-x"@example.com.', "psirt+x@example.com"],
 )
 def test_our_own_addresses_and_their_signed_forms_are_never_answered(envelope_from: str) -> None:
     assert reason(PLAIN, envelope_from) == "sent from our own address"
