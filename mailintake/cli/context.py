@@ -19,7 +19,7 @@ from mailintake.config.schema import Config
 from mailintake.core.clock import Clock, utc_now
 from mailintake.deadlines.closures import effective_calendar
 from mailintake.outbound.notices import Notices
-from mailintake.outbound.templates import REQUIRED, TemplateError, Templates
+from mailintake.outbound.templates import TemplateError, checked_templates
 from mailintake.storage.db import create_database_engine, session_factory, transaction
 
 
@@ -64,8 +64,7 @@ class AppContext:
     @cached_property
     def notices(self) -> Notices:
         try:
-            templates = Templates(self.config.templates.dir)
-            templates.check(REQUIRED)
+            templates = checked_templates(self.config.templates.dir)
         except TemplateError as error:
             raise UsageError(str(error)) from None
         return Notices(self.config, templates, self.config.secrets.reply_key())

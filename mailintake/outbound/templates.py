@@ -188,6 +188,14 @@ class Templates:
             raise TemplateError(render_error_message(error, relative, self._directories)) from None
 
 
+def checked_templates(override_dir: Path | None) -> Templates:
+    """The templates, each reachable variant rendered once with its sample: a broken one
+    raises TemplateError naming the file before anything is sent."""
+    templates = Templates(override_dir)
+    templates.check(REQUIRED)
+    return templates
+
+
 def variant_languages(relatives: Iterable[str]) -> list[str | None]:
     """The languages the variants are for: None for the default, "de" for `de/…`."""
     languages: dict[str | None, None] = {None: None}

@@ -15,7 +15,7 @@ from mailintake.intake.listener import protocol_factory
 from mailintake.intake.rules import session_rules
 from mailintake.intake.store import GroupCommitStore
 from mailintake.outbound.notices import Notices
-from mailintake.outbound.templates import REQUIRED, Templates
+from mailintake.outbound.templates import checked_templates
 from mailintake.parse.pool import parser_pool_for
 from mailintake.pipeline import Services
 from mailintake.service.scheduler import start_scheduler
@@ -40,7 +40,7 @@ async def serve(config: Config, clock: Clock = utc_now) -> None:
     reply_key = config.secrets.reply_key()
     if "allowlist" in config.staff.authentication:
         log.warning('[staff] authentication = "allowlist": anyone who writes a staff member\'s address in From: acts as staff; for development only')
-    notices = Notices(config, checked_templates(config), reply_key)
+    notices = Notices(config, checked_templates(config.templates.dir), reply_key)
     parsers = [parser_pool_for(config.intake) for _ in range(config.intake.parse_workers)]
     outbox = outbox_worker(sessions, config, notices, clock)
     worker = inbound_worker(sessions, parsers, Services.from_config(config, notices), clock, outbox.wake)
@@ -85,12 +85,6 @@ async def serve(config: Config, clock: Clock = utc_now) -> None:
             await asyncio.to_thread(parser.close)
         engine.dispose()
         log.info("stopped")
-
-
-def checked_templates(config: Config) -> Templates:
-    templates = Templates(config.templates.dir)
-    templates.check(REQUIRED)
-    return templates
 
 
 def exit_now_after_hung_storage(grace: float) -> NoReturn:

@@ -51,8 +51,8 @@ CALENDARS = {
 
 # (calendar, received ISO, duration, expected deadline ISO, why)
 DEADLINE_CASES = [
-    ("NL", "2026-11-16T10:00+01:00", "3 business days", "2026-11-19T17:00+01:00", "DESIGN example: received Mon; Tue 17, Wed 18, Thu 19 count; end of business Thu"),
-    ("NL", "2026-11-21T12:00+01:00", "3 business days", "2026-11-25T17:00+01:00", "DESIGN example: received Sat; Mon 23, Tue 24, Wed 25 count"),
+    ("NL", "2026-11-16T10:00+01:00", "3 business days", "2026-11-19T17:00+01:00", "the documented example: received Mon; Tue 17, Wed 18, Thu 19 count; end of business Thu"),
+    ("NL", "2026-11-21T12:00+01:00", "3 business days", "2026-11-25T17:00+01:00", "the documented example: received Sat; Mon 23, Tue 24, Wed 25 count"),
     ("NL", "2026-11-20T18:30+01:00", "3 business days", "2026-11-25T17:00+01:00", "Friday evening: Friday is the receipt date, never counted; Mon 23, Tue 24, Wed 25"),
     ("NL", "2026-11-20T18:30+01:00", "8 business hours", "2026-11-23T17:00+01:00", "Friday evening: no business time left Fri; Mon 09-17 is exactly 8 h, deadline at closing"),
     ("NL", "2026-11-20T16:00+01:00", "8 business hours", "2026-11-23T16:00+01:00", "Fri 16-17 gives 1 h, Mon 09-16 gives 7 h"),
