@@ -15,11 +15,11 @@ from mailintake.outbound.templates import (
     RenderedMail,
     TemplateError,
     Templates,
+    checked_templates,
     language_prefixes,
     sample_contexts,
     shipped_directory,
 )
-from mailintake.service.daemon import checked_templates
 
 HOSTILE_SUBJECT = "XSS in {{7*7}} <script>alert(1)</script> & more"
 HOSTILE_BODY = "Steps:\n1. open {{ 7*7 }} and {% raw %}\n2. <script>alert('x')</script>\n#status closed\n"
@@ -286,7 +286,7 @@ def test_samples_are_fresh_copies() -> None:
 
 def test_the_shipped_templates_and_translations_pass_the_start_check() -> None:
     config = load_config(Path(__file__).resolve().parents[3] / "config.example.toml", environ={})
-    templates = checked_templates(config)
+    templates = checked_templates(config.templates.dir)
     for language, greeting in (("de", "Guten Tag,"), ("nl", "Goedendag,"), (None, "Hello,")):
         assert templates.render("acknowledgement", sample_contexts("acknowledgement")[0], language).text.startswith(greeting)
 
