@@ -112,7 +112,7 @@ class StaffConfig:
     def policy(self) -> StaffPolicy:
         return StaffPolicy(
             members=self.members,
-            methods=self.authentication,
+            authentication=self.authentication,
             trusted_authserv_id=self.trusted_authserv_id or None,  # type: ignore[arg-type]
             max_received_above_results=self.max_received_above_results,
         )

@@ -18,7 +18,7 @@ _SINGLE_TOKEN = re.compile(r"[^\s;()]+")
 @dataclass(frozen=True)
 class StaffPolicy:
     members: tuple[str, ...]
-    methods: tuple[Method, ...] = ("dkim",)
+    authentication: tuple[Method, ...] = ("dkim",)
     trusted_authserv_id: str | None = None
     # Received headers our own servers add above the trusted Authentication-Results header.
     max_received_above_results: int = 1
@@ -28,14 +28,14 @@ def policy_problem(policy: StaffPolicy) -> str | None:
     """Phrased with the config keys ([staff] authentication, trusted_authserv_id) that
     hold these fields."""
     known = ", ".join(KNOWN_METHODS)
-    if not policy.methods:
+    if not policy.authentication:
         return f"authentication is empty; name at least one of {known}"
-    for method in policy.methods:
+    for method in policy.authentication:
         if method not in KNOWN_METHODS:
             return f"authentication: unknown method {method!r} (known: {known})"
-    if "allowlist" in policy.methods and set(policy.methods) != {"allowlist"}:
+    if "allowlist" in policy.authentication and set(policy.authentication) != {"allowlist"}:
         return "authentication: allowlist cannot be combined with other methods"
-    if "authentication-results" in policy.methods:
+    if "authentication-results" in policy.authentication:
         authserv_id = policy.trusted_authserv_id
         if not authserv_id:
             return "trusted_authserv_id is required when authentication includes authentication-results"

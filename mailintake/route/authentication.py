@@ -87,7 +87,7 @@ def staff_verdict(raw: bytes, from_address: str, policy: StaffPolicy, dnsfunc: D
     from_domain = from_address.lower().rpartition("@")[2]
     failures: list[str] = []
     temporary = False
-    for method in policy.methods:
+    for method in policy.authentication:
         outcome = method_outcome(method, raw, from_domain, policy, dnsfunc)
         if outcome.passed:
             return StaffVerdict(member=True, authenticated=True, method=method, reason=outcome.reason, signs_message_id=outcome.signs_message_id)

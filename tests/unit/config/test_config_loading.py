@@ -101,7 +101,7 @@ def test_staff_members_and_authentication_are_read(tmp_path: Path) -> None:
     text = MINIMAL + '[staff]\nmembers = ["Alice@Example.com", "Staff.Example.ORG"]\nauthentication = ["dkim", "authentication-results"]\ntrusted_authserv_id = "mx.example.com"\ndns_server = "127.0.0.1:5353"\n'
     staff = load_config(write(tmp_path, text), environ={}).staff
     assert staff.members == ("alice@example.com", "staff.example.org")
-    assert staff.policy().methods == ("dkim", "authentication-results") and staff.policy().trusted_authserv_id == "mx.example.com"
+    assert staff.policy().authentication == ("dkim", "authentication-results") and staff.policy().trusted_authserv_id == "mx.example.com"
     assert staff.dns_server == "127.0.0.1:5353" and staff.signature_markers == ("-- ",) and staff.anonymous_alias
     default = load_config(write(tmp_path, MINIMAL), environ={}).staff
     assert default.members == () and default.authentication == ("dkim",)

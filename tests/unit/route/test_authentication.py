@@ -35,8 +35,8 @@ WEAK_TXT = dkim_txt_record("test-only-rsa768-too-weak.pub")
 
 MESSAGE = b"From: Alice <alice@example.com>\r\nTo: security@example.com\r\nSubject: #status triaged\r\nMessage-ID: <staff-1@example.com>\r\n\r\n#status triaged\r\n"
 DKIM_POLICY = StaffPolicy(members=("example.com",))
-AR_POLICY = StaffPolicy(members=("example.com",), methods=("authentication-results",), trusted_authserv_id="mx.example.com")
-EITHER_POLICY = StaffPolicy(members=("example.com",), methods=("dkim", "authentication-results"), trusted_authserv_id="mx.example.com")
+AR_POLICY = StaffPolicy(members=("example.com",), authentication=("authentication-results",), trusted_authserv_id="mx.example.com")
+EITHER_POLICY = StaffPolicy(members=("example.com",), authentication=("dkim", "authentication-results"), trusted_authserv_id="mx.example.com")
 
 
 class DictDns:
@@ -341,7 +341,7 @@ def test_trusted_header_below_the_received_lines_of_earlier_hops_does_not_count(
     written_before_our_mx = verdict(ours + theirs + with_results(PASS), policy=AR_POLICY)
     assert not written_before_our_mx.authenticated
     assert "sits below 2 Received headers" in written_before_our_mx.reason
-    one_more_hop = StaffPolicy(members=("example.com",), methods=("authentication-results",), trusted_authserv_id="mx.example.com", max_received_above_results=2)
+    one_more_hop = StaffPolicy(members=("example.com",), authentication=("authentication-results",), trusted_authserv_id="mx.example.com", max_received_above_results=2)
     assert verdict(ours + theirs + with_results(PASS), policy=one_more_hop).authenticated
 
 
@@ -393,7 +393,7 @@ def test_what_the_trusted_header_must_show(result: str, expected: bool) -> None:
 
 
 def test_trusted_header_dkim_pass_aligns_relaxed_but_dmarc_needs_the_exact_from_domain() -> None:
-    policy = StaffPolicy(members=("mail.example.com",), methods=("authentication-results",), trusted_authserv_id="mx.example.com")
+    policy = StaffPolicy(members=("mail.example.com",), authentication=("authentication-results",), trusted_authserv_id="mx.example.com")
     raw = with_results(PASS, message=with_from(MESSAGE, b"alice@mail.example.com"))
     assert verdict(raw, "alice@mail.example.com", policy).authenticated
     dmarc_for_parent = with_results("mx.example.com; dmarc=pass header.from=example.com", message=with_from(MESSAGE, b"alice@mail.example.com"))
@@ -434,7 +434,7 @@ def test_either_method_may_pass() -> None:
 
 def test_allowlist_alone_authenticates_members_without_dns() -> None:
     dns = DictDns()
-    policy = StaffPolicy(members=("alice@example.com",), methods=("allowlist",))
+    policy = StaffPolicy(members=("alice@example.com",), authentication=("allowlist",))
     result = verdict(MESSAGE, policy=policy, dns=dns)
     assert (result.member, result.authenticated, result.method) == (True, True, "allowlist")
     assert dns.asked == []
@@ -442,7 +442,7 @@ def test_allowlist_alone_authenticates_members_without_dns() -> None:
 
 
 def test_an_invalid_policy_authenticates_nobody() -> None:
-    policy = StaffPolicy(members=("example.com",), methods=("allowlist", "dkim"))
+    policy = StaffPolicy(members=("example.com",), authentication=("allowlist", "dkim"))
     result = verdict(signed(MESSAGE), policy=policy)
     assert (result.member, result.authenticated) == (True, False)
     assert result.reason.startswith("[staff] policy is invalid: ")
@@ -454,13 +454,13 @@ def test_an_invalid_policy_authenticates_nobody() -> None:
         (StaffPolicy(members=("example.com",)), None),
         (AR_POLICY, None),
         (EITHER_POLICY, None),
-        (StaffPolicy(members=("example.com",), methods=("allowlist",)), None),
-        (StaffPolicy(members=("example.com",), methods=()), "authentication is empty"),
-        (StaffPolicy(members=("example.com",), methods=("spf",)), "unknown method 'spf'"),  # type: ignore[arg-type]
-        (StaffPolicy(members=("example.com",), methods=("dkim", "allowlist")), "allowlist cannot be combined"),
-        (StaffPolicy(members=("example.com",), methods=("authentication-results",)), "trusted_authserv_id is required"),
-        (StaffPolicy(members=("example.com",), methods=("authentication-results",), trusted_authserv_id=""), "trusted_authserv_id is required"),
-        (StaffPolicy(members=("example.com",), methods=("authentication-results",), trusted_authserv_id="mx example"), "single token"),
+        (StaffPolicy(members=("example.com",), authentication=("allowlist",)), None),
+        (StaffPolicy(members=("example.com",), authentication=()), "authentication is empty"),
+        (StaffPolicy(members=("example.com",), authentication=("spf",)), "unknown method 'spf'"),  # type: ignore[arg-type]
+        (StaffPolicy(members=("example.com",), authentication=("dkim", "allowlist")), "allowlist cannot be combined"),
+        (StaffPolicy(members=("example.com",), authentication=("authentication-results",)), "trusted_authserv_id is required"),
+        (StaffPolicy(members=("example.com",), authentication=("authentication-results",), trusted_authserv_id=""), "trusted_authserv_id is required"),
+        (StaffPolicy(members=("example.com",), authentication=("authentication-results",), trusted_authserv_id="mx example"), "single token"),
     ],
 )
 def test_policy_problem(policy: StaffPolicy, problem: str | None) -> None:
