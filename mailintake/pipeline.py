@@ -14,7 +14,7 @@ again at every start: once its attempts are spent it becomes a report from its r
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
@@ -358,8 +358,7 @@ def process_inbound(sessions: sessionmaker[Session], parser: Parser, services: S
         return Outcome(inbound_id, "skipped")
     mail = Mail(inbound_id, started)
     try:
-        for stage in PREPARE:
-            stage.run(services, parser, mail)
+        prepare(services, parser, mail)
     except RetryLater as later:
         return record_failure(sessions, services, mail, str(later), clock())
     try:
@@ -369,6 +368,18 @@ def process_inbound(sessions: sessionmaker[Session], parser: Parser, services: S
     except Exception as error:
         # This message cannot be written as a report; mark it so the others are not held up.
         return record_failure(sessions, services, mail, f"storing the report failed: {type(error).__name__}", clock())
+
+
+def prepare(services: Services, parser: Parser, mail: Mail, stages: Sequence[PrepareStage] = PREPARE) -> None:
+    for stage in stages:
+        try:
+            stage.run(services, parser, mail)
+        except RetryLater:
+            raise
+        except Exception as error:
+            # A stage that breaks on this mail ends the attempt like any failed one: the
+            # delivery is retried, and once its attempts are spent made a report from its bytes.
+            raise RetryLater(f"{stage.name} failed: {type(error).__name__}") from None
 
 
 def recorded_once_more_on_conflict(sessions: sessionmaker[Session], services: Services, mail: Mail, clock: Callable[[], datetime]) -> Outcome:
@@ -423,8 +434,8 @@ def record_raw_only(sessions: sessionmaker[Session], services: Services, inbound
     parsed = raw_only_message(snapshot.raw, f"NotParsed:{reason}"[:200])
     parsed = replace(parsed, body_text=f"[mailintake: this mail could not be processed ({reason}); this report was made from its headers and the start of its raw text, and the whole mail is stored.]\n\n{parsed.body_text}")
     mail = Mail(inbound_id, snapshot, parsed=parsed, route=Route("new_report"))
-    classify(services, NO_PARSER, mail)
     try:
+        classify(services, NO_PARSER, mail)
         with transaction(sessions) as session:
             deduplicate_report(session, services, mail)
             if not claimed_as_done(session, inbound_id, snapshot, "processed", now, reason):

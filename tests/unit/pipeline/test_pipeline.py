@@ -16,7 +16,7 @@ from mailintake.outbound.notices import Notices
 from mailintake.outbound.templates import Templates
 from mailintake.parse.message import ParsedMessage, parse_message
 from mailintake.parse.pool import ParseFailure
-from mailintake.pipeline import ACTIONS, DECIDE, PREPARE, Mail, Services, disposition_of, process_inbound
+from mailintake.pipeline import ACTIONS, DECIDE, PREPARE, Mail, PrepareStage, RetryLater, Services, disposition_of, prepare, process_inbound
 from mailintake.route import decision
 from mailintake.route.decision import FLAG_EFFECTS, Route
 from mailintake.storage.db import transaction
@@ -135,3 +135,13 @@ def test_a_delivery_already_done_is_skipped(sessions: sessionmaker[Session], ser
     inbound_id = delivered(sessions, report_raw())
     process_inbound(sessions, DirectParser(), services, inbound_id, lambda: NOW)
     assert process_inbound(sessions, DirectParser(), services, inbound_id, lambda: NOW).status == "skipped"
+
+
+def test_a_stage_that_breaks_on_a_mail_ends_the_attempt_as_a_retry(services: Services) -> None:
+    def broken(services: Services, parser: object, mail: Mail) -> None:
+        raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+
+    mail = Mail(1, Snapshot("received", 1, report_raw(), "a@example.org", ("security@example.com",)))
+    with pytest.raises(RetryLater, match="^classify failed: UnicodeDecodeError$"):
+        prepare(services, DirectParser(), mail, (PREPARE[0], PrepareStage("classify", broken)))
+    assert mail.parsed is not None
