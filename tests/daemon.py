@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -17,10 +18,28 @@ ADDRESSES = ("security@example.com", "psirt@example.com")
 TEST_TOKEN_KEY = "test-only-reply-address-key-0123456789abcdef"
 
 
+# Test daemons listen below Linux's ephemeral range (32768 and up), where client sockets and
+# servers bound to port 0 take theirs, each test process in a block of its own: a port the
+# kernel handed out and took back could otherwise go to two test processes at once, and one
+# test would talk to the other's daemon.
+FIRST_PORT = 20000
+PORTS_PER_PROCESS = 2000
+PROCESS_BLOCKS = 6
+_port_turns = itertools.count()
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    block = FIRST_PORT + (int(worker or 0) % PROCESS_BLOCKS) * PORTS_PER_PROCESS
+    for _ in range(PORTS_PER_PROCESS):
+        port = block + next(_port_turns) % PORTS_PER_PROCESS
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free loopback port in {block}..{block + PORTS_PER_PROCESS - 1}")
 
 
 def write_config(path: Path, database_url: str, **overrides: object) -> Path:
