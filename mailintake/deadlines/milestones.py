@@ -41,13 +41,23 @@ def refresh_milestones(session: Session, report: Report, policy: Policy, calenda
             record = MilestoneRecord(name=status.name)
             report.milestones.append(record)
             records[status.name] = record
+        deadline = (record.due_at, record.awaiting)
         record.started_at = status.started_at
         record.computed_due_at = status.due_at
         record.due_at = status.due_at if paused_by_reporter(report, policy, status.name) else earliest(status.due_at, record.promised_due_at)
         record.warn_at = earliest(status.warn_at, record.due_at)
         record.awaiting = status.state != "met" and record.due_at is not None
+        if (record.due_at, record.awaiting) != deadline or (record.awaiting and record.next_alert_at is None):
+            record.next_alert_at = first_alert_at(record)
     session.flush()
     return list(records.values())
+
+
+def first_alert_at(record: MilestoneRecord) -> datetime | None:
+    """From a new deadline on, the SLA pass looks at it from its warning. A deadline whose
+    alerts were all sent is looked at once more after a refresh (e.g. a report reopened):
+    the pass finds their outbox keys and moves on."""
+    return earliest(record.warn_at, record.due_at) if record.awaiting else None
 
 
 def schedule_of(report: Report, records: dict[str, MilestoneRecord], policy: Policy, calendar: BusinessCalendar, now: datetime) -> tuple[MilestoneStatus, ...]:

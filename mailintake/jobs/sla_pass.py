@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from mailintake.calendar.business import BusinessCalendar
@@ -23,17 +23,14 @@ log = logging.getLogger(__name__)
 
 
 def milestones_needing_attention(session: Session, now: datetime) -> list[MilestoneRecord]:
+    """Only the milestones whose next alert is due (one indexed range scan): a milestone
+    whose alerts are all in the outbox is not read again, however many there are."""
     return list(
         session.scalars(
             select(MilestoneRecord)
-            .join(Report)
-            .where(
-                MilestoneRecord.awaiting.is_(True),
-                or_(MilestoneRecord.warn_at <= now, MilestoneRecord.due_at < now),
-                Report.status.not_in(CLOSED_STATUSES),
-            )
+            .where(MilestoneRecord.next_alert_at <= now)
             .options(selectinload(MilestoneRecord.report).selectinload(Report.messages), selectinload(MilestoneRecord.report).selectinload(Report.milestones))
-            .order_by(MilestoneRecord.due_at, MilestoneRecord.id)
+            .order_by(MilestoneRecord.next_alert_at, MilestoneRecord.id)
         )
     )
 
@@ -48,10 +45,16 @@ def alert_kinds(record: MilestoneRecord, policy: Policy, now: datetime) -> tuple
 
 
 def sla_pass(session: Session, policy: Policy, calendar: BusinessCalendar, notices: Notices, now: datetime) -> list[str]:
-    """Enqueue the alerts due at `now`; returns the kinds newly enqueued."""
+    """Enqueue the alerts due at `now`; returns the kinds newly enqueued. Each milestone
+    then waits for its next alert: its breach after a warning, nothing after a breach (until
+    its deadline changes). One that could not be built is tried again next pass."""
     enqueued = []
     for record in milestones_needing_attention(session, now):
-        for kind in alert_kinds(record, policy, now):
+        if not record.awaiting or record.due_at is None or record.report.status in CLOSED_STATUSES:
+            record.next_alert_at = None
+            continue
+        kinds = alert_kinds(record, policy, now)
+        for kind in kinds:
             try:
                 with session.begin_nested():
                     if notices.sla_alert(session, kind, record, calendar, now):
@@ -59,4 +62,6 @@ def sla_pass(session: Session, policy: Policy, calendar: BusinessCalendar, notic
             except (ValueError, TemplateError) as error:
                 # One alert that cannot be built must not hold up the others.
                 log.error("%s for milestone %d could not be built (%s)", kind, record.id, type(error).__name__)
+        if all(notices.sla_alert_done(session, kind, record) for kind in kinds):
+            record.next_alert_at = None if now > record.due_at else record.due_at
     return enqueued

@@ -20,7 +20,7 @@ from mailintake.calendar.business import BusinessCalendar
 from mailintake.config.schema import Config
 from mailintake.conversation.commands.registry import help_list
 from mailintake.conversation.reply_text import base_subject
-from mailintake.outbound.addressing import Addressing
+from mailintake.outbound.addressing import Addressing, recipient_addresses
 from mailintake.outbound.compose import shortened_line
 from mailintake.outbound.outbox import Outgoing, auto_replies_since, key_exists
 from mailintake.outbound.rendering import MailWriter
@@ -38,6 +38,12 @@ UNANSWERABLE_SENDER = "sender address cannot be answered automatically"
 
 def digest_key(day: date) -> str:
     return f"digest:{day.isoformat()}"
+
+
+def sla_alert_key(kind: str, record: MilestoneRecord) -> str:
+    """Once per kind and deadline: a deadline that moves may be alerted again."""
+    assert record.due_at is not None
+    return f"{kind}:{record.id}:{record.due_at.isoformat()}"
 
 
 class Notices:
@@ -136,14 +142,20 @@ class Notices:
     def sla_alert(self, session: Session, kind: str, record: MilestoneRecord, calendar: BusinessCalendar, now: datetime) -> bool:
         """kind: sla_warning, sla_breach, sla_escalation or progress_reminder; once per deadline."""
         report = record.report
-        assert record.due_at is not None
-        key = f"{kind}:{record.id}:{record.due_at.isoformat()}"
+        key = sla_alert_key(kind, record)
         if key_exists(session, key):
-            # Every pass sees every breached milestone again; build nothing for what was sent.
+            # Already sent (by a pass that did not get to move the milestone on): build nothing.
             return False
-        recipients = self.config.staff.alerts if kind == "sla_escalation" else self.config.staff.notify
+        recipients = self.sla_alert_recipients(kind)
         context = self.report_context(report, calendar) | {"milestone": mail_milestone(record, calendar, now)}
         return self.writer.enqueue_mail(session, key, kind, recipients, context, now, report=report, in_reply_to=self.addressing.notification_id(report)) is not None
+
+    def sla_alert_done(self, session: Session, kind: str, record: MilestoneRecord) -> bool:
+        """Enqueued, or with nobody configured to receive it: either way, not to be tried again."""
+        return not recipient_addresses(self.sla_alert_recipients(kind)) or key_exists(session, sla_alert_key(kind, record))
+
+    def sla_alert_recipients(self, kind: str) -> tuple[str, ...]:
+        return self.config.staff.alerts if kind == "sla_escalation" else self.config.staff.notify
 
     def daily_digest(self, session: Session, day: date, reports: Sequence[Report], calendar: BusinessCalendar, now: datetime) -> bool:
         """The day's summary of the open `reports` (their milestones loaded) for staff."""

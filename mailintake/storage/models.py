@@ -198,6 +198,9 @@ class MilestoneRecord(Base):
     met_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     met_by: Mapped[str | None] = mapped_column(String(255))
     awaiting: Mapped[bool] = mapped_column(Boolean, default=False)
+    # When the SLA pass must look at this milestone next (its warning, then its breach);
+    # None once every alert of the current deadline is in the outbox, or nothing is awaited.
+    next_alert_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
 
     report: Mapped[Report] = relationship(back_populates="milestones")
 

@@ -4,10 +4,10 @@ Revision ID: 0004
 Revises: 0003
 Create Date: 2026-11-23
 """
-from alembic import op
 import sqlalchemy as sa
-import mailintake.storage.models
+from alembic import op
 
+import mailintake.storage.models
 
 revision = '0004'
 down_revision = '0003'
