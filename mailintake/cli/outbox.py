@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections import Counter
 from typing import Any
 
 from mailintake.cli.context import AppContext
 from mailintake.cli.output import print_listing
 from mailintake.cli.parser import Subcommands, UsageError, add_command, add_group, add_json_option
-from mailintake.outbound.outbox import OutboxRetryRefused, outbox_rows, release_waiting, retry_now
+from mailintake.outbound.outbox import OutboxRetryRefused, outbox_rows, release_waiting, retry_now, status_counts
 from mailintake.outbound.send import deliver_due
 from mailintake.reports.read_model import iso_utc
 from mailintake.storage.models import OutboxMessage
@@ -61,7 +60,7 @@ def flush_outbox(arguments: argparse.Namespace, context: AppContext) -> int:
     while (batch := asyncio.run(deliver_due(context.sessions, context.config, notices, context.clock))) > 0 and attempted < FLUSH_LIMIT:
         attempted += batch
     with context.transaction() as session:
-        counts = Counter(row.status for row in outbox_rows(session))
+        counts = status_counts(session)
     print(f"attempted {attempted}; outbox now: " + ", ".join(f"{count} {status}" for status, count in sorted(counts.items())))
     return 0
 

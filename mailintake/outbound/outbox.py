@@ -8,17 +8,20 @@ sent again with the same bytes and Message-ID (at-least-once only in that window
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from mailintake.storage.db import insert_ignoring_conflicts
 from mailintake.storage.models import OutboxMessage
 
 MIN_LEASE = timedelta(seconds=10)
 MAX_RELAY_RETRY_DELAY = timedelta(hours=1)
+# Rows read from the database at a time by a listing.
+LISTING_BATCH = 1000
 
 
 class OutboxRetryRefused(LookupError):
@@ -147,5 +150,10 @@ def release_waiting(session: Session) -> int:
     return session.execute(update(OutboxMessage).where(OutboxMessage.status == "pending").values(next_attempt_at=None)).rowcount
 
 
-def outbox_rows(session: Session) -> list[OutboxMessage]:
-    return list(session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
+def outbox_rows(session: Session) -> Iterator[OutboxMessage]:
+    """Every row without its message: a listing of 100,000 mails must not read their bytes."""
+    return iter(session.scalars(select(OutboxMessage).options(defer(OutboxMessage.content)).order_by(OutboxMessage.id).execution_options(yield_per=LISTING_BATCH)))
+
+
+def status_counts(session: Session) -> dict[str, int]:
+    return {status: count for status, count in session.execute(select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status))}

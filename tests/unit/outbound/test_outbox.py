@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailintake.outbound.outbox import (
@@ -21,6 +21,8 @@ from mailintake.outbound.outbox import (
     mark_failed,
     mark_for_retry,
     mark_sent,
+    outbox_rows,
+    status_counts,
 )
 from mailintake.storage.db import transaction
 from mailintake.storage.models import OutboxMessage
@@ -160,3 +162,14 @@ def test_two_claims_at_once_never_take_the_same_row(engine: Engine, sessions: se
         taken_second = claim_due(second, T0, LEASE, limit=10)
     assert len(taken_first) == 2 and len(taken_second) == 2
     assert not {item.id for item in taken_first} & {item.id for item in taken_second}
+
+
+def test_a_listing_never_reads_the_messages_and_counts_are_taken_in_sql(sessions: sessionmaker[Session]) -> None:
+    enqueued(sessions, "ack:1", "ack:2", "ack:3")
+    [first, *_] = claimed(sessions, T0, limit=1)
+    settle(sessions, lambda session: mark_sent(session, first, "250 ok", T0))
+    with transaction(sessions) as session:
+        rows = list(outbox_rows(session))
+        assert [listed.key for listed in rows] == ["ack:1", "ack:2", "ack:3"]
+        assert all("content" in inspect(listed).unloaded for listed in rows)
+        assert status_counts(session) == {"sent": 1, "pending": 2}
