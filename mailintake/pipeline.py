@@ -41,7 +41,7 @@ from mailintake.route.identity import SenderChecks
 from mailintake.route.machine_mail import no_auto_reply_reason
 from mailintake.sla.policy import Policy
 from mailintake.storage.db import transaction
-from mailintake.storage.inbound_queue import Snapshot, attempt_started, claimed, claimed_as_done, marked_for_retry, read_snapshot, retry_delay
+from mailintake.storage.inbound_queue import Snapshot, attempt_started, claimed_as_done, marked_for_retry, marked_unprocessable, read_snapshot, retry_delay
 from mailintake.storage.models import InboundMessage, Report
 
 log = logging.getLogger(__name__)
@@ -118,6 +118,10 @@ class Mail:
         assert self.parsed is not None, "the parse stage runs first"
         return self.parsed
 
+    def staff_verdict(self) -> StaffVerdict:
+        assert self.verdict is not None, "the authenticate stage runs first"
+        return self.verdict
+
     def decided_route(self) -> Route:
         assert self.route is not None, "the route stage runs first"
         return self.route
@@ -145,7 +149,7 @@ class DecideStage:
 # --- PREPARE: outside any transaction -------------------------------------------------
 
 
-def parse(services: Services, parser: Parser, mail: Mail) -> None:
+def parse_raw(services: Services, parser: Parser, mail: Mail) -> None:
     """The outer headers and the MIME tree, in a time- and memory-bounded process."""
     try:
         mail.parsed = parser.parse(mail.snapshot.raw)
@@ -174,7 +178,7 @@ def classify(services: Services, parser: Parser, mail: Mail) -> None:
 
 
 PREPARE: tuple[PrepareStage, ...] = (
-    PrepareStage("parse", parse),
+    PrepareStage("parse", parse_raw),
     PrepareStage("authenticate", authenticate),
     PrepareStage("decrypt", decrypt),
     PrepareStage("classify", classify),
@@ -189,11 +193,11 @@ def deduplicate_report(session: Session, services: Services, mail: Mail) -> None
     mail.existing = report_with_origin(session, mail.parsed_message().origin_key)
 
 
-def route(session: Session, services: Services, mail: Mail) -> None:
+def route_mail(session: Session, services: Services, mail: Mail) -> None:
     """Routing facts read from storage, then the pure decision."""
     if mail.existing is not None:
         return
-    verdict = mail.verdict or StaffVerdict(member=False, authenticated=False, method=None, reason="")
+    verdict = mail.staff_verdict()
     arrival = arrival_of(
         session,
         mail.parsed_message(),
@@ -215,7 +219,7 @@ def deduplicate_reply(session: Session, services: Services, mail: Mail) -> None:
 
 DECIDE: tuple[DecideStage, ...] = (
     DecideStage("deduplicate report", deduplicate_report),
-    DecideStage("route", route),
+    DecideStage("route", route_mail),
     DecideStage("deduplicate reply", deduplicate_reply),
 )
 
@@ -453,7 +457,7 @@ def record_raw_only(sessions: sessionmaker[Session], services: Services, inbound
 
 def record_unprocessable(sessions: sessionmaker[Session], services: Services, inbound_id: int, snapshot: Snapshot, reason: str, now: datetime) -> Outcome:
     with transaction(sessions) as session:
-        if not claimed(session, inbound_id, snapshot, status="failed", last_error=reason[:500], next_attempt_at=None):
+        if not marked_unprocessable(session, inbound_id, snapshot, reason):
             session.rollback()
             return Outcome(inbound_id, "skipped")
         services.notices.unprocessable_mail(session, inbound_id, reason, now)

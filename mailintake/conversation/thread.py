@@ -96,9 +96,6 @@ class ConversationServices(Protocol):
     """What conversation reads of the services the pipeline builds."""
 
     @property
-    def tracking_prefix(self) -> str: ...
-
-    @property
     def policy(self) -> Policy: ...
 
     @property
@@ -113,9 +110,6 @@ class ConversationServices(Protocol):
     def team_name(self) -> str:
         """The name staff sign with in mail to the reporter ("Example Corp Security")."""
         ...
-
-    @property
-    def reply_key(self) -> bytes: ...
 
     @property
     def notices(self) -> ConversationNotices: ...

@@ -1,5 +1,5 @@
 """Reports' SLA milestones in the database: computed by the pure engine (sla/schedule.py), stored
-with their due time so the scheduler can ask "what is due before T" with one indexed query.
+with their due time and the moment the SLA pass must look at them next (`next_alert_at`).
 
 A promise does not move: once a milestone's deadline has been communicated to the
 reporter (promised_due_at), a recomputation can bring it earlier but never later.
@@ -41,13 +41,13 @@ def refresh_milestones(session: Session, report: Report, policy: Policy, calenda
             record = MilestoneRecord(name=status.name)
             report.milestones.append(record)
             records[status.name] = record
-        deadline = (record.due_at, record.awaiting)
+        deadline = (record.due_at, record.warn_at, record.awaiting)
         record.started_at = status.started_at
         record.computed_due_at = status.due_at
         record.due_at = status.due_at if paused_by_reporter(report, policy, status.name) else earliest(status.due_at, record.promised_due_at)
         record.warn_at = earliest(status.warn_at, record.due_at)
         record.awaiting = status.state != "met" and record.due_at is not None
-        if (record.due_at, record.awaiting) != deadline or (record.awaiting and record.next_alert_at is None):
+        if (record.due_at, record.warn_at, record.awaiting) != deadline or (record.awaiting and record.next_alert_at is None):
             record.next_alert_at = first_alert_at(record)
     session.flush()
     return list(records.values())

@@ -29,6 +29,8 @@ def milestones_needing_attention(session: Session, now: datetime) -> list[Milest
         session.scalars(
             select(MilestoneRecord)
             .where(MilestoneRecord.next_alert_at <= now)
+            # A reply moving a deadline meanwhile holds its row: skipped now, read next pass.
+            .with_for_update(of=MilestoneRecord, skip_locked=True)
             .options(selectinload(MilestoneRecord.report).selectinload(Report.messages), selectinload(MilestoneRecord.report).selectinload(Report.milestones))
             .order_by(MilestoneRecord.next_alert_at, MilestoneRecord.id)
         )

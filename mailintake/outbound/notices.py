@@ -2,8 +2,9 @@
 the outbox key that makes it happen once.
 
 Called inside the transaction of the event (a new report, an SLA pass, a delivery
-failure), so the outbox row commits or rolls back with it. Nothing here queries the database
-but the outbox (outbound/outbox.py): callers pass in what a mail is about.
+failure), so the outbox row commits or rolls back with it. No query of its own but the
+outbox's (outbound/outbox.py): callers pass in what a mail is about (its report, with what
+the report's relationships load).
 """
 
 from __future__ import annotations
@@ -51,7 +52,6 @@ class Notices:
         self.config = config
         self.reply_key = reply_key
         self.sender = config.intake.reply_address
-        self.domain = self.sender.rpartition("@")[2]
         self.sender_name = f"{config.templates.organisation} Security"
         self.addressing = Addressing(self.sender, reply_key, config.staff.anonymous_alias)
         self.writer = MailWriter(templates, self.addressing, self.sender_name, config.templates.organisation, config.templates.policy_url, config.staff.alerts)

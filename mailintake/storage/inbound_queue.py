@@ -84,6 +84,11 @@ def marked_for_retry(sessions: sessionmaker[Session], inbound_id: int, snapshot:
     return True
 
 
+def marked_unprocessable(session: Session, inbound_id: int, snapshot: Snapshot, reason: str) -> bool:
+    """Failed for good: stored, listed by `inbound failed`, never taken up again by itself."""
+    return claimed(session, inbound_id, snapshot, status="failed", last_error=reason[:MAX_REASON], next_attempt_at=None)
+
+
 def retry_delay(retry_interval: float, attempts: int) -> timedelta:
     doublings = min(attempts - 1, 32)
     return min(timedelta(seconds=min(retry_interval * 2**doublings, MAX_PARSE_RETRY_DELAY.total_seconds())), MAX_PARSE_RETRY_DELAY)

@@ -11,8 +11,10 @@ from sqlalchemy import Engine, event, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailintake.deadlines.closures import effective_calendar
+from mailintake.deadlines.milestones import refresh_milestones
 from mailintake.jobs.sla_pass import sla_pass
 from mailintake.pipeline import Services, process_inbound
+from mailintake.sla.policy import policy_from_mapping
 from mailintake.storage.db import transaction
 from mailintake.storage.models import MilestoneRecord, OutboxMessage, Report
 from tests.unit.pipeline.test_pipeline import NOW, DirectParser, delivered, report_raw, services  # noqa: F401 (fixture)
@@ -84,7 +86,15 @@ def test_a_closed_report_is_not_read_again_and_a_reopened_one_is_alerted(session
         assert session.scalars(select(MilestoneRecord).where(MilestoneRecord.next_alert_at.is_not(None))).all() == []
         report = session.scalars(select(Report)).one()
         report.status = "fixing"
-        from mailintake.deadlines.milestones import refresh_milestones
-
         refresh_milestones(session, report, services.policy, effective_calendar(session, services.calendar), later)
     assert "sla_breach" in run_pass(sessions, services, later)
+
+
+def test_a_warning_moved_by_a_policy_change_is_looked_at_at_its_new_moment(sessions: sessionmaker[Session], services: Services) -> None:
+    reports_received(sessions, services, 1)
+    earlier_warning = policy_from_mapping({"acknowledge": {"within": "24 hours", "auto": True, "warn_at": 0.5}})
+    with transaction(sessions) as session:
+        report = session.scalars(select(Report)).one()
+        refresh_milestones(session, report, earlier_warning, effective_calendar(session, services.calendar), NOW)
+        record = next(record for record in report.milestones if record.name == "acknowledge")
+        assert record.warn_at == NOW + timedelta(hours=12) == record.next_alert_at
