@@ -96,6 +96,8 @@ class DaemonProcess:
                     return
             except OSError:
                 time.sleep(0.05)
+        # A daemon that never listened would otherwise outlive the test (and the run).
+        self.kill()
         raise RuntimeError(f"daemon did not listen within {timeout} s:\n{self.log()}")
 
     def restart(self) -> None:
