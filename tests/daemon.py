@@ -22,7 +22,8 @@ TEST_TOKEN_KEY = "test-only-reply-address-key-0123456789abcdef"
 # servers bound to port 0 take theirs, each test process in a block of its own: a port the
 # kernel handed out and took back could otherwise go to two test processes at once, and one
 # test would talk to the other's daemon.
-FIRST_PORT = 20000
+# MAILINTAKE_TEST_FIRST_PORT moves the blocks, for two suites run at once on one machine.
+FIRST_PORT = int(os.environ.get("MAILINTAKE_TEST_FIRST_PORT", "20000"))
 PORTS_PER_PROCESS = 2000
 PROCESS_BLOCKS = 6
 _port_turns = itertools.count()
@@ -118,6 +119,12 @@ class DaemonProcess:
     def wait(self, timeout: float) -> int:
         assert self.process is not None
         return self.process.wait(timeout)
+
+    def worker_pids(self) -> list[int]:
+        """The worker processes `serve` started (its children that run `mailintake work`)."""
+        assert self.process is not None
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        return [int(pid) for pid in children if b"work" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")]
 
     def terminate(self) -> None:
         if self.process is not None and self.process.poll() is None:

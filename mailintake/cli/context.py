@@ -7,6 +7,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from datetime import datetime
 from functools import cached_property
+from pathlib import Path
 from types import TracebackType
 from typing import Self
 
@@ -27,9 +28,11 @@ class AppContext:
     """Each part is built on first use: `serve` and `calendar deadline` need different parts,
     and a command that fails on its arguments has touched nothing."""
 
-    def __init__(self, config: Config, clock: Clock = utc_now) -> None:
+    def __init__(self, config: Config, clock: Clock = utc_now, config_path: Path | None = None) -> None:
         self.config = config
         self.clock = clock
+        # Where the config was read from: `serve` starts its worker processes with it.
+        self.config_path = config_path
 
     def __enter__(self) -> Self:
         return self

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from mailintake.cli import calendar, db, holidays, inbound, outbox, reports, serve, sla
+from mailintake.cli import calendar, db, holidays, inbound, outbox, reports, serve, sla, work
 from mailintake.cli.context import AppContext
 from mailintake.cli.parser import EXIT_FAILURE, EXIT_USAGE, CommandGroup, Handler, UsageError, build_parser
 from mailintake.config.loading import config_path_from, load_config
@@ -16,7 +16,7 @@ from mailintake.config.schema import Config, ConfigError
 from mailintake.storage.db import DatabaseUrlError
 
 # In the order `mailintake --help` lists them.
-GROUPS: tuple[CommandGroup, ...] = (serve, db, reports, inbound, holidays, calendar, sla, outbox)
+GROUPS: tuple[CommandGroup, ...] = (serve, work, db, reports, inbound, holidays, calendar, sla, outbox)
 QUIET_LIBRARY_LOGGERS = {"mail.log": logging.ERROR, "mailparser": logging.CRITICAL + 1, "alembic": logging.WARNING}
 
 
@@ -24,9 +24,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = build_parser(GROUPS).parse_args(argv)
     handler: Handler = arguments.handler
     try:
-        config = load_config(config_path_from(arguments.config))
+        config_path = config_path_from(arguments.config)
+        config = load_config(config_path)
         configure_logging(config)
-        with AppContext(config) as context:
+        with AppContext(config, config_path=config_path) as context:
             return handler(arguments, context)
     except (ConfigError, DatabaseUrlError, UsageError) as error:
         print(f"mailintake: {error}", file=sys.stderr)

@@ -1,8 +1,9 @@
-"""serve: run the daemon (listener, workers, scheduler) until SIGTERM/SIGINT."""
+"""serve: run the daemon (listener, worker processes, scheduler) until SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from mailintake.cli.context import AppContext
 from mailintake.cli.parser import Subcommands, UsageError, add_command
@@ -10,7 +11,7 @@ from mailintake.outbound.templates import TemplateError
 
 
 def add_to(commands: Subcommands) -> None:
-    add_command(commands, "serve", "run the SMTP/LMTP listener and the inbound worker until SIGTERM/SIGINT", serve)
+    add_command(commands, "serve", "run the SMTP/LMTP listener, its worker processes ([workers] processes) and the scheduler until SIGTERM/SIGINT", serve)
 
 
 def serve(arguments: argparse.Namespace, context: AppContext) -> int:
@@ -19,7 +20,7 @@ def serve(arguments: argparse.Namespace, context: AppContext) -> int:
 
     config = context.config
     try:
-        run_serve(config)
+        run_serve(config, context.config_path or Path(arguments.config))
     except (SchemaNotCurrent, TemplateError) as error:
         raise UsageError(str(error)) from None
     except OSError as error:

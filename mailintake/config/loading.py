@@ -33,6 +33,7 @@ from mailintake.config.schema import (
     SecretsConfig,
     StaffConfig,
     TemplatesConfig,
+    WorkersConfig,
     default_of,
     host_is_loopback,
 )
@@ -84,8 +85,9 @@ def config_from_document(document: dict[str, Any], path: Path, environ: dict[str
     templates = templates_from(section(document, "templates", where), where, path)
     outbox = outbox_from(section(document, "outbox", where), where)
     scheduler = scheduler_from(section(document, "scheduler", where), where)
+    workers = workers_from(section(document, "workers", where), where, intake)
     secrets_config = secrets_from(section(document, "secrets", where), where, environ)
-    return Config(intake, listener, database, logging_config, calendar, sla, relay, staff, templates, outbox, scheduler, secrets_config)
+    return Config(intake, listener, database, logging_config, calendar, sla, relay, staff, templates, outbox, scheduler, workers, secrets_config)
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -352,6 +354,18 @@ def scheduler_from(table: dict[str, Any], where: str) -> SchedulerConfig:
         outbox_interval=positive_number(table, "outbox_interval", defaults.outbox_interval, "[scheduler]", where, maximum=86_400),
         digest_time=digest_time,
     )
+
+
+def workers_from(table: dict[str, Any], where: str, intake: IntakeConfig) -> WorkersConfig:
+    defaults = WorkersConfig()
+    processes = table.get("processes", defaults.processes)
+    if processes != "auto" and (isinstance(processes, bool) or not isinstance(processes, int) or not 0 <= processes <= 64):
+        raise ConfigError(f'{where}: [workers] processes must be "auto" or a whole number from 0 to 64, got {processes!r}')
+    claim_lease = positive_number(table, "claim_lease", defaults.claim_lease, "[workers]", where, maximum=86_400)
+    if claim_lease <= intake.parse_timeout:
+        # A lease that ran out during a parse would let a second worker parse the same mail.
+        raise ConfigError(f"{where}: [workers] claim_lease ({claim_lease:g} s) must be longer than [intake] parse_timeout ({intake.parse_timeout:g} s)")
+    return WorkersConfig(processes=processes, claim_lease=claim_lease)
 
 
 def digest_time_from(table: dict[str, Any], default: time | None, where: str) -> time | None:

@@ -140,6 +140,17 @@ class SchedulerConfig:
 
 
 @dataclass(frozen=True)
+class WorkersConfig:
+    processes: int | str = setting("auto", 'Worker processes `serve` runs for processing, the outbox and the scheduler; "auto": cores - 1, at least 1; 0: all in the listener\'s process')
+    claim_lease: float = setting(300.0, "Seconds a worker holds the deliveries it claimed; those of a daemon that died are taken up again after it")
+
+    def process_count(self, cores: int | None) -> int:
+        if self.processes == "auto":
+            return max(1, (cores or 1) - 1)
+        return int(self.processes)
+
+
+@dataclass(frozen=True)
 class SecretsConfig:
     token_key: str = setting("", "HMAC key of the signed reply addresses (MAILINTAKE_TOKEN_KEY overrides it)")
     dev_mode: bool = setting(False, "Development only: without a token_key, a random key per start")
@@ -191,6 +202,7 @@ class Config:
     templates: TemplatesConfig
     outbox: OutboxConfig
     scheduler: SchedulerConfig
+    workers: WorkersConfig
     secrets: SecretsConfig
 
 
@@ -207,6 +219,7 @@ KNOWN_SECTIONS = {
     "templates": TemplatesConfig,
     "outbox": OutboxConfig,
     "scheduler": SchedulerConfig,
+    "workers": WorkersConfig,
     "secrets": SecretsConfig,
 }
 

@@ -86,6 +86,18 @@ class GroupCommitStore:
             self._committer = asyncio.create_task(self._commit_while_waiting())
         return await stored
 
+    async def wait_idle(self, timeout: float) -> bool:
+        """True once no commit is running; False if one still hangs after `timeout`."""
+        if self._committer is None or self._committer.done():
+            return True
+        try:
+            await asyncio.wait_for(asyncio.shield(self._committer), timeout)
+        except TimeoutError:
+            return False
+        except Exception:
+            return True
+        return True
+
     async def _commit_while_waiting(self) -> None:
         while self._waiting:
             group = self._next_group()

@@ -1,18 +1,23 @@
-"""The daemon's background workers: inbound processing in parse lanes, and outbox delivery.
+"""The background workers of one process: inbound processing in parse lanes, and outbox delivery.
 
 Each worker runs rounds until one does nothing, then sleeps until woken (a commit, an
-enqueued mail) or its interval passes.
+enqueued mail) or its interval passes. Inbound deliveries are claimed before they are
+worked on (storage/inbound_queue.py), so any number of these processes, in one daemon or
+several, share the queue without parsing a delivery twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -21,12 +26,27 @@ from mailintake.core.clock import Clock
 from mailintake.outbound.notices import Notices
 from mailintake.outbound.send import deliver_due
 from mailintake.pipeline import Outcome, Parser, Services, process_inbound
-from mailintake.storage.inbound_queue import due_inbound_ids
+from mailintake.storage.inbound_queue import claimed_deliveries, released_claims
 
 log = logging.getLogger(__name__)
 
 IDLE_LANE_POLL = 0.2
 PROGRESS = frozenset({"processed", "duplicate", "failed"})
+# Deliveries claimed at a time per parse lane: few, so that an idle worker elsewhere finds work.
+CLAIMED_PER_LANE = 2
+
+
+@dataclass(frozen=True)
+class Claims:
+    """Who this process is to the inbound queue, and how long its claims hold."""
+
+    claimer: str
+    lease: timedelta
+
+
+def claimer_name(pid: int | None = None) -> str:
+    """host:pid, unique among the processes sharing one database."""
+    return f"{socket.gethostname()[:50]}:{pid or os.getpid()}"
 
 
 class Worker:
@@ -66,11 +86,11 @@ class Worker:
                 pass
 
 
-def inbound_worker(sessions: sessionmaker[Session], parsers: list[Parser], services: Services, clock: Clock, on_progress: Callable[[], None]) -> Worker:
+def inbound_worker(sessions: sessionmaker[Session], parsers: list[Parser], services: Services, clock: Clock, on_progress: Callable[[], None], claims: Claims) -> Worker:
     """Turns stored deliveries into reports: woken after each commit, sweeps for retries."""
 
     async def process(worker: Worker) -> bool:
-        outcomes = await asyncio.to_thread(process_due, sessions, parsers, services, clock, lambda: worker.stopping)
+        outcomes = await asyncio.to_thread(process_due, sessions, parsers, services, clock, claims, lambda: worker.stopping)
         progressed = any(outcome.status in PROGRESS for outcome in outcomes)
         if progressed:
             on_progress()
@@ -88,27 +108,31 @@ def outbox_worker(sessions: sessionmaker[Session], config: Config, notices: Noti
     return Worker("outbox delivery", config.scheduler.outbox_interval, deliver)
 
 
-def process_due(sessions: sessionmaker[Session], parsers: Sequence[Parser], services: Services, clock: Callable[[], datetime], should_stop: Callable[[], bool] = lambda: False) -> list[Outcome]:
-    """Every due delivery, one lane per parser: a mail that takes its parser the whole
-    parse_timeout holds up only its own lane, while the others go on with new mail."""
-    due = DueDeliveries(sessions, clock)
-    if len(parsers) == 1:
-        return lane_outcomes(sessions, parsers[0], services, clock, due, should_stop)
-    with ThreadPoolExecutor(len(parsers), thread_name_prefix="inbound-lane") as lanes:
-        rounds = [lanes.submit(lane_outcomes, sessions, parser, services, clock, due, should_stop) for parser in parsers]
-        return [outcome for lane in rounds for outcome in lane.result()]
+def process_due(sessions: sessionmaker[Session], parsers: Sequence[Parser], services: Services, clock: Callable[[], datetime], claims: Claims, should_stop: Callable[[], bool] = lambda: False) -> list[Outcome]:
+    """Every due delivery this process can claim, one lane per parser: a mail that takes its
+    parser the whole parse_timeout holds up only its own lane, while the others go on."""
+    due = DueDeliveries(sessions, clock, claims, limit=CLAIMED_PER_LANE * len(parsers))
+    try:
+        if len(parsers) == 1:
+            return lane_outcomes(sessions, parsers[0], services, clock, due, should_stop)
+        with ThreadPoolExecutor(len(parsers), thread_name_prefix="inbound-lane") as lanes:
+            rounds = [lanes.submit(lane_outcomes, sessions, parser, services, clock, due, should_stop) for parser in parsers]
+            return [outcome for lane in rounds for outcome in lane.result()]
+    finally:
+        due.release_unstarted()
 
 
 class DueDeliveries:
-    """Hands each due delivery to one lane, at most once per round, and one sender's mail
-    one at a time in arrival order: a staff member's `#status fixing` and then `#status
-    resolved`, or two copies of one message, are recorded in the order they came. An idle
-    lane keeps looking while another is busy, so mail arriving during a slow parse is
-    taken up at once."""
+    """Hands each claimed delivery to one lane, at most once per round, in the order of the
+    claim (one sender's mail one at a time, in arrival order: the claim sees to that across
+    processes, `busy` within this one). An idle lane keeps looking while another is busy,
+    so mail arriving during a slow parse is taken up at once."""
 
-    def __init__(self, sessions: sessionmaker[Session], clock: Callable[[], datetime]) -> None:
+    def __init__(self, sessions: sessionmaker[Session], clock: Callable[[], datetime], claims: Claims, limit: int = CLAIMED_PER_LANE) -> None:
         self.sessions = sessions
         self.clock = clock
+        self.claims = claims
+        self.limit = limit
         self.pending: list[tuple[int, str]] = []
         self.taken: set[int] = set()
         self.busy: dict[int, str] = {}
@@ -136,7 +160,26 @@ class DueDeliveries:
 
     def refill(self) -> None:
         known = self.taken | {inbound_id for inbound_id, _ in self.pending}
-        self.pending += [item for item in due_inbound_ids(self.sessions, self.clock()) if item[0] not in known]
+        claimed = claimed_deliveries(self.sessions, self.clock(), self.claims.lease, self.claims.claimer, self.limit)
+        self.pending += [item for item in claimed if item[0] not in known]
+        again = [inbound_id for inbound_id, _ in claimed if inbound_id in known]
+        if again:
+            # Failed earlier in this round and due again already: the next round takes it.
+            released_claims(self.sessions, self.claims.claimer, again)
+
+    def give_back(self, inbound_id: int) -> None:
+        """Unclaim one delivery now rather than after the lease; if storage is still down, the lease does it."""
+        try:
+            released_claims(self.sessions, self.claims.claimer, [inbound_id])
+        except Exception as error:
+            log.warning("inbound %d stays claimed until its lease ends (%s)", inbound_id, type(error).__name__)
+
+    def release_unstarted(self) -> None:
+        """Claimed but not begun (the worker is stopping): back to the queue at once."""
+        with self.lock:
+            unstarted, self.pending, self.closed = [inbound_id for inbound_id, _ in self.pending], [], True
+        if unstarted:
+            released_claims(self.sessions, self.claims.claimer, unstarted)
 
     def first_free(self) -> int | None:
         """The first pending delivery whose sender has nothing in flight or waiting before it."""
@@ -163,6 +206,7 @@ def lane_outcomes(sessions: sessionmaker[Session], parser: Parser, services: Ser
             # Storage trouble: leave the row as it is and go on; it is due again next pass.
             log.error("inbound %d could not be processed (%s); will retry", inbound_id, type(error).__name__)
             outcomes.append(Outcome(inbound_id, "deferred"))
+            due.give_back(inbound_id)
         finally:
             due.finished(inbound_id)
     return outcomes

@@ -78,6 +78,9 @@ class InboundMessage(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     report_id: Mapped[int | None] = mapped_column(ForeignKey("reports.id"))
+    # A worker's claim (storage/inbound_queue.py): until this moment no other worker takes the delivery.
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (Index("ix_inbound_messages_status_next_attempt", "status", "next_attempt_at"),)
 

@@ -11,25 +11,26 @@ import sys
 import time
 import tomllib
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiosmtplib
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailintake.intake.store import Delivery, store_delivery
 from mailintake.parse.message import parse_message
 from mailintake.pipeline import process_inbound
-from mailintake.service.workers import DueDeliveries
+from mailintake.service.workers import Claims, DueDeliveries
 from mailintake.storage.db import transaction
-from mailintake.storage.models import Attachment
+from mailintake.storage.models import Attachment, InboundMessage
 from tests.daemon import REPO
 from tests.integration.helpers import example_rules, inbound_rows, report_mail, reports, wait_until_processed
 
 FIXTURES = REPO / "tests" / "fixtures" / "mail"
 EXPECTED = tomllib.loads((FIXTURES / "expected.toml").read_text(encoding="utf-8"))
+CLAIMS = Claims("test-worker:1", timedelta(minutes=5))
 
 
 def run_cli(config: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
@@ -193,17 +194,23 @@ def test_lanes_take_one_senders_mail_in_arrival_order_and_others_alongside(sessi
     moment = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
     senders = ("bob@example.com", "bob@example.com", "researcher@example.org", "bob@example.com")
     ids = [store_delivery(sessions, Delivery(moment, "smtp", "127.0.0.1", "client", sender, ("security@example.com",), report_mail(body=f"mail {index}"))) for index, sender in enumerate(senders)]
-    due = DueDeliveries(sessions, lambda: moment)
+    due = DueDeliveries(sessions, lambda: moment, CLAIMS)
     never = lambda: False  # noqa: E731
+
+    def finished(inbound_id: int) -> None:
+        with transaction(sessions) as session:
+            session.execute(update(InboundMessage).where(InboundMessage.id == inbound_id).values(status="processed", claimed_until=None, claimed_by=None))
+        due.finished(inbound_id)
+
     assert [due.next(never), due.next(never)] == [ids[0], ids[2]]
     stopped_waiting = iter([False, True])
     assert due.next(lambda: next(stopped_waiting)) is None, "bob's second mail must wait for his first"
-    due.finished(ids[0])
+    finished(ids[0])
     assert due.next(never) == ids[1]
-    due.finished(ids[1])
-    due.finished(ids[2])
+    finished(ids[1])
+    finished(ids[2])
     assert due.next(never) == ids[3]
-    due.finished(ids[3])
+    finished(ids[3])
     assert due.next(never) is None
 
 
@@ -212,8 +219,8 @@ def test_a_round_ends_for_every_lane_at_once(sessions: sessionmaker[Session]) ->
     take new mail alone: it would hold it while the others have left (the next round,
     with every lane, takes it)."""
     moment = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
-    due = DueDeliveries(sessions, lambda: moment)
+    due = DueDeliveries(sessions, lambda: moment, CLAIMS)
     assert due.next(lambda: False) is None
     store_delivery(sessions, Delivery(moment, "smtp", "127.0.0.1", "client", "late@example.org", ("security@example.com",), report_mail(body="late")))
     assert due.next(lambda: False) is None
-    assert DueDeliveries(sessions, lambda: moment).next(lambda: False) is not None
+    assert DueDeliveries(sessions, lambda: moment, CLAIMS).next(lambda: False) is not None

@@ -15,6 +15,7 @@ from mailintake.cli.parser import build_parser
 SUPPORT_MODULES = {"context", "main", "output", "parser"}
 COMMANDS = {
     "serve": [],
+    "work": [],
     "db": ["upgrade"],
     "reports": ["list", "show"],
     "inbound": ["failed", "retry"],
