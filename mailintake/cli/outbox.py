@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 from mailintake.cli.context import AppContext
-from mailintake.cli.output import print_listing
+from mailintake.cli.output import DEFAULT_PAGE, Listed, add_paging_options, print_paged_listing
 from mailintake.cli.parser import Subcommands, UsageError, add_command, add_group, add_json_option
 from mailintake.outbound.outbox import OutboxRetryRefused, outbox_rows, release_waiting, retry_now, status_counts
 from mailintake.outbound.send import deliver_due
@@ -15,20 +15,38 @@ from mailintake.reports.read_model import iso_utc
 from mailintake.storage.models import OutboxMessage
 
 FLUSH_LIMIT = 10_000
+OUTBOX_STATUSES = ("pending", "sending", "sent", "failed")
 
 
 def add_to(commands: Subcommands) -> None:
     outbox = add_group(commands, "outbox", "outbound mail")
-    add_json_option(add_command(outbox, "list", "every outbound mail with its state", list_outbox))
+    listing = add_command(outbox, "list", f"outbound mail with its state, oldest first ({DEFAULT_PAGE} unless --limit), never reading the messages", list_outbox)
+    listing.add_argument("--status", action="append", choices=OUTBOX_STATUSES, help="only mail in this state (repeatable)")
+    listing.add_argument("--kind", action="append", metavar="KIND", help="only mail of this kind, e.g. acknowledgement, staff_notification, sla_breach, daily_digest (repeatable)")
+    add_paging_options(listing, "ID", "continue after this outbox id (as a full page's last line says)")
+    add_json_option(listing)
     add_command(outbox, "flush", "send everything pending now, from this process", flush_outbox)
     retry = add_command(outbox, "retry", "make a failed or waiting mail due again now", retry_row)
     retry.add_argument("row", metavar="ID", type=int, help="outbox id (see outbox list)")
 
 
 def list_outbox(arguments: argparse.Namespace, context: AppContext) -> int:
-    with context.transaction() as session:
-        items = [outbox_view(row) for row in outbox_rows(session)]
-    return print_listing(items, arguments.json, outbox_line, "the outbox is empty")
+    statuses, kinds = arguments.status or (), arguments.kind or ()
+
+    def fetch(after: str | None, size: int) -> list[Listed]:
+        with context.transaction() as session:
+            return [Listed(outbox_view(row), str(row.id)) for row in outbox_rows(session, statuses, kinds, outbox_id(after), size)]
+
+    return print_paged_listing(fetch, arguments, outbox_line, "the outbox is empty")
+
+
+def outbox_id(after: str | None) -> int | None:
+    if after is None:
+        return None
+    try:
+        return int(after)
+    except ValueError:
+        raise UsageError(f"--after: {after!r} is not an outbox id (see outbox list)") from None
 
 
 def outbox_view(row: OutboxMessage) -> dict[str, Any]:

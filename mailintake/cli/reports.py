@@ -6,23 +6,34 @@ import argparse
 from typing import Any
 
 from mailintake.cli.context import AppContext
-from mailintake.cli.output import print_json, print_listing, show
+from mailintake.cli.output import DEFAULT_PAGE, Listed, add_paging_options, print_json, print_paged_listing, show
 from mailintake.cli.parser import Subcommands, UsageError, add_command, add_group, add_json_option
+from mailintake.core.vocabulary import STATUSES
 from mailintake.reports.read_model import ReportNotFound, report_detail, report_summaries
 
 
 def add_to(commands: Subcommands) -> None:
     reports = add_group(commands, "reports", "list and show reports")
-    add_json_option(add_command(reports, "list", "all reports, oldest first", list_reports))
+    listing = add_command(reports, "list", f"reports, oldest first ({DEFAULT_PAGE} unless --limit)", list_reports)
+    listing.add_argument("--status", action="append", choices=STATUSES, help="only reports with this status (repeatable)")
+    add_paging_options(listing, "ID", "continue after the report with this tracking id, e.g. SEC-2026-0042 (as a full page's last line says)")
+    add_json_option(listing)
     detail = add_command(reports, "show", "one report: its whole thread in order, its milestones and who met them", show_report)
     detail.add_argument("tracking_id", metavar="ID", help="tracking id, e.g. SEC-2026-0001")
     add_json_option(detail)
 
 
 def list_reports(arguments: argparse.Namespace, context: AppContext) -> int:
-    with context.transaction() as session:
-        summaries = report_summaries(session)
-    return print_listing(summaries, arguments.json, report_line, "no reports")
+    statuses = arguments.status or ()
+
+    def fetch(after: str | None, size: int) -> list[Listed]:
+        try:
+            with context.transaction() as session:
+                return [Listed(summary, summary["tracking_id"]) for summary in report_summaries(session, statuses, after, size)]
+        except ReportNotFound:
+            raise UsageError(f"--after: no report with tracking id {after!r}") from None
+
+    return print_paged_listing(fetch, arguments, report_line, "no reports")
 
 
 def report_line(item: dict[str, Any]) -> str:

@@ -3,22 +3,33 @@
 from __future__ import annotations
 
 import argparse
+from contextlib import closing
 from datetime import datetime
-from typing import Any
+from itertools import islice
+from typing import Any, get_args
 
 from mailintake.calendar.business import BusinessCalendar
 from mailintake.calendar.durations import duration_text
 from mailintake.cli.context import AppContext
-from mailintake.cli.output import print_listing
-from mailintake.cli.parser import Subcommands, add_command, add_group, add_json_option
-from mailintake.deadlines.milestones import MilestoneView, milestone_views, refresh_open_reports
+from mailintake.cli.output import DEFAULT_PAGE, Listed, add_paging_options, print_paged_listing
+from mailintake.cli.parser import Subcommands, UsageError, add_command, add_group, add_json_option
+from mailintake.deadlines.milestones import MilestoneFilter, MilestoneKey, MilestoneView, milestone_views, refresh_open_reports
+from mailintake.reports.read_model import iso_utc
 from mailintake.service.scheduler import scheduled_pass
+from mailintake.sla.schedule import State
+
+STATES = get_args(State)
+# The DUE of a --after value for a milestone without a deadline (listed last).
+NO_DUE = "none"
 
 
 def add_to(commands: Subcommands) -> None:
     sla = add_group(commands, "sla", "SLA milestones of open reports")
-    status = add_command(sla, "status", "open milestones: due time, business time left, state (ok/warning/breached/met/waiting/paused)", show_status)
+    status = add_command(sla, "status", f"open reports' milestones, soonest due first ({DEFAULT_PAGE} unless --limit): due time, business time left, state (ok/warning/breached/met/waiting/paused)", show_status)
     status.add_argument("--now", metavar="ISO", help="evaluate at this moment instead of the clock")
+    status.add_argument("--state", action="append", choices=STATES, help="only milestones in this state at that moment (repeatable)")
+    status.add_argument("--report", metavar="ID", help="only the milestones of this report (tracking id)")
+    add_paging_options(status, "CURSOR", "continue after this milestone: the DUE,TRACKING-ID,N a full page's last line gives")
     add_json_option(status)
     add_command(sla, "recompute", "recompute every open report's deadlines (after editing [calendar] or [sla.*] in the config)", recompute)
     check = add_command(sla, "check", "run one SLA pass (warnings, breaches, escalations, reminders, digest) at a moment", check_now)
@@ -28,10 +39,35 @@ def add_to(commands: Subcommands) -> None:
 def show_status(arguments: argparse.Namespace, context: AppContext) -> int:
     calendar = context.calendar
     now = moment_of(arguments, context)
-    with context.transaction() as session:
-        views = milestone_views(session, context.config.sla, calendar, now)
-    items = [milestone_item(view, calendar, now) for view in views]
-    return print_listing(items, arguments.json, milestone_line, "no open milestones")
+    wanted = MilestoneFilter(frozenset(arguments.state or ()), arguments.report)
+
+    def fetch(after: str | None, size: int) -> list[Listed]:
+        with context.transaction() as session, closing(milestone_views(session, context.config.sla, calendar, now, wanted, milestone_key(after), size)) as views:
+            return [Listed(milestone_item(view, calendar, now), key_text(view.key)) for view in islice(views, size)]
+
+    return print_paged_listing(fetch, arguments, milestone_line, "no open milestones")
+
+
+def key_text(key: MilestoneKey) -> str:
+    """A milestone's --after value: DUE,TRACKING-ID,N (DUE in UTC, or "none")."""
+    return f"{iso_utc(key.due_at) if key.due_at else NO_DUE},{key.tracking_id},{key.id}"
+
+
+def milestone_key(text: str | None) -> MilestoneKey | None:
+    if text is None:
+        return None
+    due, _, rest = text.partition(",")
+    tracking_id, _, number = rest.partition(",")
+    try:
+        return MilestoneKey(None if due == NO_DUE else with_offset(datetime.fromisoformat(due)), tracking_id, int(number))
+    except ValueError:
+        raise UsageError(f"--after: {text!r} is not DUE,TRACKING-ID,N as a full page of sla status ends with") from None
+
+
+def with_offset(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError("a cursor's moment has an offset")
+    return moment
 
 
 def moment_of(arguments: argparse.Namespace, context: AppContext) -> datetime:

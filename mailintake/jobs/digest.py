@@ -3,6 +3,10 @@ open reports and their deadlines.
 
 Its outbox key names the day, so every pass after digest_time asks again and enqueues
 nothing twice; once the day's digest is out, no report is even loaded.
+
+It reads the same whatever the size of the queue: counts aggregated in SQL, and of each
+list (open reports, overdue, due today, due this week) only the first DIGEST_ITEMS, with
+"and N more" for the rest; `sla status` and `reports list` page through everything.
 """
 
 from __future__ import annotations
@@ -12,9 +16,13 @@ from datetime import date, datetime, time
 from sqlalchemy.orm import Session
 
 from mailintake.calendar.business import BusinessCalendar
-from mailintake.deadlines.milestones import open_reports
 from mailintake.outbound.notices import Notices, digest_key
 from mailintake.outbound.outbox import key_exists
+from mailintake.reports.read_model import digest_of
+
+# Items listed per section of the digest: the oldest open reports, the most overdue
+# deadlines, the soonest due today and this week.
+DIGEST_ITEMS = 50
 
 
 def digest_day(calendar: BusinessCalendar, digest_time: time | None, now: datetime) -> date | None:
@@ -31,4 +39,4 @@ def daily_digest_pass(session: Session, digest_time: time | None, calendar: Busi
     day = digest_day(calendar, digest_time, now)
     if day is None or key_exists(session, digest_key(day)):
         return 0
-    return int(notices.daily_digest(session, day, open_reports(session), calendar, now))
+    return int(notices.daily_digest(session, day, digest_of(session, calendar, day, now, DIGEST_ITEMS), calendar, now))

@@ -27,7 +27,7 @@ from mailintake.outbound.outbox import Outgoing, auto_replies_since, key_exists
 from mailintake.outbound.rendering import MailWriter
 from mailintake.outbound.templates import Templates
 from mailintake.reports.attachments import attachment_plan
-from mailintake.reports.read_model import mail_digest_item, mail_milestone, mail_report_context, mail_summary
+from mailintake.reports.read_model import Digest, mail_digest_item, mail_milestone, mail_report_context, mail_summary
 from mailintake.storage.models import InboundMessage, Message, MilestoneRecord, Report
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,10 @@ UNANSWERABLE_SENDER = "sender address cannot be answered automatically"
 
 def digest_key(day: date) -> str:
     return f"digest:{day.isoformat()}"
+
+
+def digest_line(item: dict[str, Any]) -> dict[str, Any]:
+    return item | {"subject": shortened_line(item["subject"])}
 
 
 def sla_alert_key(kind: str, record: MilestoneRecord) -> str:
@@ -140,34 +144,33 @@ class Notices:
     # --- deadlines and the day ------------------------------------------------------------
 
     def sla_alert(self, session: Session, kind: str, record: MilestoneRecord, calendar: BusinessCalendar, now: datetime) -> bool:
-        """kind: sla_warning, sla_breach, sla_escalation or progress_reminder; once per deadline."""
+        """kind: sla_warning, sla_breach, sla_escalation or progress_reminder; once per
+        deadline (one already in the outbox is not rendered again). True if enqueued now."""
         report = record.report
-        key = sla_alert_key(kind, record)
-        if key_exists(session, key):
-            # Already sent (by a pass that did not get to move the milestone on): build nothing.
-            return False
         recipients = self.sla_alert_recipients(kind)
         context = self.report_context(report, calendar) | {"milestone": mail_milestone(record, calendar, now)}
-        return self.writer.enqueue_mail(session, key, kind, recipients, context, now, report=report, in_reply_to=self.addressing.notification_id(report)) is not None
+        return self.writer.enqueue_mail(session, sla_alert_key(kind, record), kind, recipients, context, now, report=report, in_reply_to=self.addressing.notification_id(report)) is not None
 
     def sla_alert_done(self, session: Session, kind: str, record: MilestoneRecord) -> bool:
-        """Enqueued, or with nobody configured to receive it: either way, not to be tried again."""
+        """In the outbox, or with nobody configured to receive it: either way, not to be tried again."""
         return not recipient_addresses(self.sla_alert_recipients(kind)) or key_exists(session, sla_alert_key(kind, record))
 
     def sla_alert_recipients(self, kind: str) -> tuple[str, ...]:
         return self.config.staff.alerts if kind == "sla_escalation" else self.config.staff.notify
 
-    def daily_digest(self, session: Session, day: date, reports: Sequence[Report], calendar: BusinessCalendar, now: datetime) -> bool:
-        """The day's summary of the open `reports` (their milestones loaded) for staff."""
-        awaiting = [(report, record) for report in reports for record in report.milestones if record.awaiting and record.due_at is not None]
-        week_end = day + timedelta(days=7 - day.weekday())
-        local_due = [(report, record, record.due_at.astimezone(calendar.zone).date()) for report, record in awaiting]
+    def daily_digest(self, session: Session, day: date, digest: Digest, calendar: BusinessCalendar, now: datetime) -> bool:
+        """The day's summary for staff: the counts over every open report, and the first
+        few of each list (the template says how many more there are). Subjects are cut to
+        one short line, so the mail stays small however long the queue."""
+        counts = {"open_reports": sum(digest.open_by_status.values())} | digest.deadline_counts
         context = {
             "date": day.isoformat(),
-            "open_reports": [mail_summary(report, calendar, self.config.staff.anonymous_alias) for report in reports],
-            "overdue": [mail_digest_item(report, record, calendar) for report, record, _ in local_due if record.due_at < now],
-            "due_today": [mail_digest_item(report, record, calendar) for report, record, due_day in local_due if due_day == day and record.due_at >= now],
-            "due_this_week": [mail_digest_item(report, record, calendar) for report, record, due_day in local_due if day < due_day < week_end],
+            "counts": counts,
+            "open_by_status": [{"status": status, "count": count} for status, count in digest.open_by_status.items()],
+            "open_reports": [digest_line(mail_summary(report, calendar, self.config.staff.anonymous_alias)) for report in digest.open_reports],
+            "overdue": [digest_line(mail_digest_item(item, calendar)) for item in digest.overdue],
+            "due_today": [digest_line(mail_digest_item(item, calendar)) for item in digest.due_today],
+            "due_this_week": [digest_line(mail_digest_item(item, calendar)) for item in digest.due_this_week],
         }
         return self.writer.enqueue_mail(session, digest_key(day), "daily_digest", self.config.staff.notify, context, now) is not None
 

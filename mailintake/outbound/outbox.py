@@ -8,7 +8,7 @@ sent again with the same bytes and Message-ID (at-least-once only in that window
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -150,9 +150,20 @@ def release_waiting(session: Session) -> int:
     return session.execute(update(OutboxMessage).where(OutboxMessage.status == "pending").values(next_attempt_at=None)).rowcount
 
 
-def outbox_rows(session: Session) -> Iterator[OutboxMessage]:
-    """Every row without its message: a listing of 100,000 mails must not read their bytes."""
-    return iter(session.scalars(select(OutboxMessage).options(defer(OutboxMessage.content)).order_by(OutboxMessage.id).execution_options(yield_per=LISTING_BATCH)))
+def outbox_rows(session: Session, statuses: Collection[str] = (), kinds: Collection[str] = (), after: int | None = None, limit: int | None = None) -> Iterator[OutboxMessage]:
+    """Rows in id order without their message (a listing of 100,000 mails must not read
+    their bytes): with these statuses and kinds (none given: all), ids after `after`, at
+    most `limit`; read LISTING_BATCH at a time."""
+    query = select(OutboxMessage).options(defer(OutboxMessage.content)).order_by(OutboxMessage.id)
+    if statuses:
+        query = query.where(OutboxMessage.status.in_(statuses))
+    if kinds:
+        query = query.where(OutboxMessage.kind.in_(kinds))
+    if after is not None:
+        query = query.where(OutboxMessage.id > after)
+    if limit is not None:
+        query = query.limit(limit)
+    return iter(session.scalars(query.execution_options(yield_per=LISTING_BATCH)))
 
 
 def status_counts(session: Session) -> dict[str, int]:

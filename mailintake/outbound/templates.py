@@ -425,6 +425,8 @@ SAMPLE_CONTEXTS: Mapping[str, Mapping[str, object]] = {
     "daily_digest": _COMMON
     | {
         "date": "2026-11-23",
+        "counts": {"open_reports": 1234, "overdue": 57, "warning": 3, "due_today": 1, "due_this_week": 1},
+        "open_by_status": [{"status": "new", "count": 1000}, {"status": "triaged", "count": 234}],
         "open_reports": [_SAMPLE_REPORT],
         "overdue": [_SAMPLE_DIGEST_ITEM],
         "due_today": [_SAMPLE_DIGEST_ITEM],
@@ -462,6 +464,8 @@ _QUIET_CHANGES: Mapping[str, object] = {
     "related": None,
     "attachments": [],
     "more_attachments": 0,
+    "counts": {"open_reports": 1, "overdue": 0, "warning": 0, "due_today": 0, "due_this_week": 0},
+    "open_by_status": [{"status": "new", "count": 1}],
     "open_reports": [_QUIET_REPORT],
     "overdue": [],
     "due_today": [],

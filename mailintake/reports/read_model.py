@@ -7,19 +7,20 @@ Both presentations pick from the same gathered fields, so a field they share is 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import ColumnElement, and_, case, func, or_, select
+from sqlalchemy.orm import Session, defer, selectinload
 
 from mailintake.calendar.business import BusinessCalendar, format_skipped_days
 from mailintake.calendar.durations import duration_text
-from mailintake.core.vocabulary import title_of
+from mailintake.core.vocabulary import CLOSED_STATUSES, STATUSES, title_of
 from mailintake.parse.limits import left_out_by_limits
 from mailintake.reports.attachments import attachment_plan
-from mailintake.storage.models import InboundMessage, Message, MilestoneRecord, Report
+from mailintake.storage.models import Attachment, InboundMessage, Message, MilestoneRecord, Report
 
 # How a presentation writes a moment.
 Moment = Callable[[datetime], str]
@@ -113,9 +114,26 @@ def reporter_shown_to_staff(report: Report, anonymous_alias: bool) -> str:
 # --- the CLI's presentation -----------------------------------------------------------
 
 
-def report_summaries(session: Session) -> list[dict[str, Any]]:
-    reports = session.scalars(select(Report).options(selectinload(Report.reporter)).order_by(Report.received_at, Report.id))
-    return [report_summary(report) for report in reports]
+def report_summaries(session: Session, statuses: Collection[str] = (), after: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    """Reports oldest first, with these statuses (none given: all), after the report with
+    tracking id `after` in that order, at most `limit`: SQL orders, filters and limits, and
+    a page costs four statements whatever the number of reports."""
+    query = select(Report).options(selectinload(Report.reporter), selectinload(Report.related_report)).order_by(Report.received_at, Report.id)
+    if statuses:
+        query = query.where(Report.status.in_(statuses))
+    if after is not None:
+        query = query.where(received_after(session, after))
+    if limit is not None:
+        query = query.limit(limit)
+    return [report_summary(report) for report in session.scalars(query)]
+
+
+def received_after(session: Session, tracking_id: str) -> ColumnElement[bool]:
+    """Reports after this one in the listing's order (received, then id)."""
+    position = session.execute(select(Report.received_at, Report.id).where(Report.tracking_id == tracking_id.upper())).one_or_none()
+    if position is None:
+        raise ReportNotFound(tracking_id)
+    return or_(Report.received_at > position.received_at, and_(Report.received_at == position.received_at, Report.id > position.id))
 
 
 def report_summary(report: Report) -> dict[str, Any]:
@@ -230,11 +248,115 @@ def mail_milestone(record: MilestoneRecord, calendar: BusinessCalendar, now: dat
     return {"name": record.name, "title": title_of(record.name), "due": local_text(record.due_at, calendar), "state": state, "left": left}
 
 
-def mail_digest_item(report: Report, record: MilestoneRecord, calendar: BusinessCalendar) -> dict[str, Any]:
+def mail_digest_item(deadline: DigestDeadline, calendar: BusinessCalendar) -> dict[str, Any]:
     """One deadline as the daily digest lists it."""
-    assert record.due_at is not None
-    return {"tracking_id": report.tracking_id, "subject": report.subject, "milestone": title_of(record.name), "due": local_text(record.due_at, calendar)}
+    return {"tracking_id": deadline.tracking_id, "subject": deadline.subject, "milestone": title_of(deadline.name), "due": local_text(deadline.due_at, calendar)}
 
 
 def local_text(moment: datetime, calendar: BusinessCalendar) -> str:
     return moment.astimezone(calendar.zone).strftime("%a %d %b %Y %H:%M %Z")
+
+
+# --- the daily digest: counted in SQL, the first few of each list loaded ----------------
+
+# What mail_summary and mail_report_context read of a report, loaded for many reports in a
+# few statements; message bodies and attachment contents stay in the database.
+MAIL_SUMMARY_LOADS = (
+    selectinload(Report.reporter),
+    selectinload(Report.related_report),
+    selectinload(Report.milestones),
+    selectinload(Report.messages).options(defer(Message.body_text), selectinload(Message.attachments).options(defer(Attachment.content))),
+)
+# Of a subject, what a digest line can show (the rest is not read).
+DIGEST_SUBJECT_CHARACTERS = 200
+
+
+@dataclass(frozen=True)
+class DigestDeadline:
+    tracking_id: str
+    subject: str
+    name: str
+    due_at: datetime
+
+
+@dataclass(frozen=True)
+class Digest:
+    """What the daily digest says: counts over every open report, aggregated in SQL, and
+    the first `limit` of each list; a fixed number of statements however long the queue."""
+
+    open_by_status: dict[str, int]
+    deadline_counts: dict[str, int]
+    open_reports: list[Report]
+    overdue: list[DigestDeadline]
+    due_today: list[DigestDeadline]
+    due_this_week: list[DigestDeadline]
+
+
+def digest_of(session: Session, calendar: BusinessCalendar, day: date, now: datetime, limit: int) -> Digest:
+    """The digest of `day` at `now`: open reports oldest first, overdue deadlines most
+    overdue first, the others soonest first. Due today: from `now` to the local midnight;
+    this week: from then to the end of Sunday."""
+    tomorrow = local_midnight(day + timedelta(days=1), calendar)
+    week_end = local_midnight(day + timedelta(days=7 - day.weekday()), calendar)
+    return Digest(
+        open_by_status=open_reports_by_status(session),
+        deadline_counts=deadline_counts(session, now, tomorrow, week_end),
+        open_reports=oldest_open_reports(session, limit),
+        overdue=digest_deadlines(session, limit, MilestoneRecord.due_at < now),
+        due_today=digest_deadlines(session, limit, MilestoneRecord.due_at >= now, MilestoneRecord.due_at < tomorrow),
+        due_this_week=digest_deadlines(session, limit, MilestoneRecord.due_at >= tomorrow, MilestoneRecord.due_at < week_end),
+    )
+
+
+def local_midnight(day: date, calendar: BusinessCalendar) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=calendar.zone)
+
+
+def open_reports_by_status(session: Session) -> dict[str, int]:
+    """Open reports per status, in the order of STATUSES (statuses with none left out)."""
+    counted = dict(session.execute(select(Report.status, func.count()).where(Report.status.not_in(CLOSED_STATUSES)).group_by(Report.status)).all())
+    return {status: counted.pop(status) for status in STATUSES if status in counted} | counted
+
+
+def open_deadline() -> ColumnElement[bool]:
+    """A deadline still to meet, of an open report (with Report joined)."""
+    return and_(MilestoneRecord.awaiting.is_(True), MilestoneRecord.due_at.is_not(None), Report.status.not_in(CLOSED_STATUSES))
+
+
+def deadline_counts(session: Session, now: datetime, tomorrow: datetime, week_end: datetime) -> dict[str, int]:
+    """Open deadlines overdue, due today and due later this week (one range scan of
+    awaiting deadlines up to the week's end), and those in their warning period."""
+    record = MilestoneRecord
+    due = session.execute(
+        select(
+            func.count(case((record.due_at < now, 1))),
+            func.count(case((and_(record.due_at >= now, record.due_at < tomorrow), 1))),
+            func.count(case((record.due_at >= tomorrow, 1))),
+        )
+        .select_from(record)
+        .join(Report, Report.id == record.report_id)
+        .where(open_deadline(), record.due_at < week_end)
+    ).one()
+    warning = session.scalar(select(func.count()).select_from(record).join(Report, Report.id == record.report_id).where(open_deadline(), record.warn_at <= now, record.due_at >= now))
+    return {"overdue": due[0], "warning": warning or 0, "due_today": due[1], "due_this_week": due[2]}
+
+
+def oldest_open_reports(session: Session, limit: int) -> list[Report]:
+    query = select(Report).where(Report.status.not_in(CLOSED_STATUSES)).order_by(Report.received_at, Report.id).limit(limit)
+    return list(session.scalars(query.options(*MAIL_SUMMARY_LOADS)))
+
+
+def digest_deadlines(session: Session, limit: int, *within: ColumnElement[bool]) -> list[DigestDeadline]:
+    """The first `limit` open deadlines `within` these bounds, soonest due first."""
+    record = MilestoneRecord
+    rows = session.execute(
+        select(Report.tracking_id, func.substr(Report.subject, 1, DIGEST_SUBJECT_CHARACTERS), record.name, record.due_at)
+        .select_from(record)
+        .join(Report, Report.id == record.report_id)
+        .where(open_deadline(), *within)
+        # No tie-break on id: PostgreSQL's index on (awaiting, due_at) then gives the order
+        # itself, where sorting thousands of deadlines due at the same 17:00 would not.
+        .order_by(record.due_at)
+        .limit(limit)
+    )
+    return [DigestDeadline(tracking_id, subject, name, due_at) for tracking_id, subject, name, due_at in rows]

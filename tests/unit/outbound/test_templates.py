@@ -120,6 +120,8 @@ def build_contexts() -> dict[str, dict[str, object]]:
         "daily_digest": {
             **BASE,
             "date": "Mon 23 Nov 2026",
+            "counts": {"open_reports": 2, "overdue": 1, "warning": 0, "due_today": 1, "due_this_week": 0},
+            "open_by_status": [{"status": "new", "count": 1}, {"status": "accepted", "count": 1}],
             "open_reports": [
                 {**REPORT, "next_deadline": DEADLINES[1]},
                 {**REPORT, "tracking_id": "SEC-2026-0040", "subject": "Open redirect", "status": "accepted", "severity": "low", "next_deadline": None},
@@ -251,7 +253,7 @@ SAMPLE_MAILS = {
     "rejected": ("Re: [SEC-2026-0042] Stored XSS in profile page", "Thank you, we have reproduced the issue."),
     "duplicate": ("Re: [SEC-2026-0042] Stored XSS in profile page", "Thank you, we have reproduced the issue."),
     "out_of_scope": ("Re: [SEC-2026-0042] Stored XSS in profile page", "Thank you, we have reproduced the issue."),
-    "daily_digest": ("Security reports 2026-11-23: 1 open, 1 overdue, 1 due today", "Next: Initial assessment, due Mon 28 Dec 2026 17:00 CET"),
+    "daily_digest": ("Security reports 2026-11-23: 1,234 open, 57 overdue, 1 due today", "... and 56 more"),
     "delivery_failure": ("[SEC-2026-0042] Mail delivery failed: acknowledgement", "Last reply:  550 5.1.1 user unknown"),
     "reporter_reply": ("[SEC-2026-0042] Reporter replied: More details", "… and 3 more, not listed or attached here"),
     "command_error": ("[SEC-2026-0042] Your reply was not sent", "its commands were carried out"),
@@ -459,7 +461,8 @@ def test_daily_digest_lists_every_section(shipped: Templates) -> None:
 
 
 def test_daily_digest_when_all_is_quiet(shipped: Templates) -> None:
-    mail = shipped.render("daily_digest", context("daily_digest", open_reports=[], overdue=[], due_today=[]))
+    nothing = {"open_reports": 0, "overdue": 0, "warning": 0, "due_today": 0, "due_this_week": 0}
+    mail = shipped.render("daily_digest", context("daily_digest", open_reports=[], overdue=[], due_today=[], counts=nothing, open_by_status=[]))
     assert mail.subject == "Security reports Mon 23 Nov 2026: 0 open, 0 overdue, 0 due today"
     assert "Nothing is overdue." in mail.text and "No open reports." in mail.text
 
