@@ -23,8 +23,10 @@ run: $(BIN)/.installed
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
+# Every benchmark, one table (bench/run.py); `make bench BENCH_ARGS=--quick` for a short run.
+BENCH_ARGS ?=
 bench: $(BIN)/.installed
-	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -1,6 +1,6 @@
 """Benchmark of the pure business calendar and SLA engine (not a test).
 
-Run: .venv/bin/python bench/deadlines.py
+Run: .venv/bin/python bench/deadlines.py [--samples 200000] [--reports 100000] [--json]
 
 (Named deadlines.py, not calendar.py: a bench/calendar.py would shadow the standard
 library's `calendar` module for every script in bench/.)
@@ -11,6 +11,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import argparse  # noqa: E402
+import json  # noqa: E402
 import random  # noqa: E402
 import time  # noqa: E402
 from datetime import UTC, date, datetime, timedelta  # noqa: E402
@@ -78,30 +80,50 @@ def seconds_for_schedules(policy: Policy, calendar: BusinessCalendar, jobs: list
     return time.perf_counter() - began
 
 
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=THROUGHPUT_SAMPLES, help="deadlines computed for the throughput figures")
+    parser.add_argument("--reports", type=int, default=OPEN_REPORTS, help="open reports recomputed after a closure is added")
+    parser.add_argument("--json", action="store_true", help="print one JSON object of the figures as the last line")
+    return parser.parse_args()
+
+
 def main() -> None:
+    options = arguments()
     rng = random.Random(SEED)
     units = ", ".join(str(duration) for duration in DURATIONS)
     print(f"NL calendar (Europe/Amsterdam, Mon-Fri 09:00-17:00, year-end shutdown); durations mixed: {units}")
 
-    spread = random_jobs(rng, random_moments(rng, THROUGHPUT_SAMPLES, BASE, TEN_YEARS))
+    spread = random_jobs(rng, random_moments(rng, options.samples, BASE, TEN_YEARS))
     cold = seconds_for_deadlines(nl_calendar(), spread)
     calendar = nl_calendar()
     seconds_for_deadlines(calendar, spread)
     warm = seconds_for_deadlines(calendar, spread)
-    print(f"starts spread over 10 years from {BASE.date()}, {THROUGHPUT_SAMPLES:,} deadlines:")
-    print(f"  new calendar (empty caches): {THROUGHPUT_SAMPLES / cold:>10,.0f} deadlines/s")
-    print(f"  warm caches:                 {THROUGHPUT_SAMPLES / warm:>10,.0f} deadlines/s")
+    print(f"starts spread over 10 years from {BASE.date()}, {options.samples:,} deadlines:")
+    print(f"  new calendar (empty caches): {options.samples / cold:>10,.0f} deadlines/s")
+    print(f"  warm caches:                 {options.samples / warm:>10,.0f} deadlines/s")
 
-    open_jobs = random_jobs(rng, random_moments(rng, OPEN_REPORTS, NOW - OPEN_REPORT_AGE, OPEN_REPORT_AGE))
+    open_jobs = random_jobs(rng, random_moments(rng, options.reports, NOW - OPEN_REPORT_AGE, OPEN_REPORT_AGE))
     before = deadlines_of(nl_calendar(), open_jobs)
     rebuild, after = seconds_to_rebuild_and_recompute(open_jobs)
     changed = sum(1 for old, new in zip(before, after, strict=True) if old != new)
-    print(f"{OPEN_REPORTS:,} open reports received in the 90 days before {NOW.date()}, closure {ADDED_CLOSURE.start} added:")
+    print(f"{options.reports:,} open reports received in the 90 days before {NOW.date()}, closure {ADDED_CLOSURE.start} added:")
     print(f"  build new calendar + recompute all deadlines: {rebuild:.3f} s ({changed:,} deadlines moved)")
 
     policy = policy_from_mapping(POLICY_A)
     schedules = seconds_for_schedules(policy, nl_calendar(ADDED_CLOSURE), open_jobs)
     print(f"  full policy-A schedule at one `now` ({len(policy.milestones)} milestones, warnings): {schedules:.3f} s")
+    if options.json:
+        figures = {
+            "samples": options.samples,
+            "cold_per_second": options.samples / cold,
+            "warm_per_second": options.samples / warm,
+            "reports": options.reports,
+            "rebuild_and_recompute_seconds": rebuild,
+            "moved": changed,
+            "schedules_seconds": schedules,
+        }
+        print(json.dumps(figures))
 
 
 if __name__ == "__main__":

@@ -3,13 +3,14 @@
 Not a test. Starts both servers as processes on loopback, sends the same bounded batch to
 each over N concurrent connections, prints the figures and the ratio. Usage:
 
-    .venv/bin/python bench/ingest.py [--messages 2000] [--connections 20] [--database-url URL]
+    .venv/bin/python bench/ingest.py [--messages 2000] [--connections 20] [--database-url URL] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
 import socket
@@ -141,6 +142,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--connections", type=int, default=20)
     parser.add_argument("--database-url", help="default: a fresh SQLite file in a temporary directory")
+    parser.add_argument("--json", action="store_true", help="print one JSON object of the figures as the last line")
     arguments = parser.parse_args()
     mails = sample_mails(arguments.messages)
     with tempfile.TemporaryDirectory() as directory:
@@ -155,6 +157,18 @@ def main() -> None:
     print(f"mailintake (commit before 250): {intake_rate:6.1f} messages/s accepted")
     print(f"mailintake parsed into reports: {processed_rate:6.1f} messages/s (from first send until all are reports)")
     print(f"ratio mailintake/sink (accepted): {intake_rate / sink_rate:.2f}")
+    if arguments.json:
+        figures = {
+            "database": backend,
+            "messages": arguments.messages,
+            "bytes": len(mails[0]),
+            "connections": arguments.connections,
+            "sink_per_second": sink_rate,
+            "accepted_per_second": intake_rate,
+            "reports_per_second": processed_rate,
+            "ratio": intake_rate / sink_rate,
+        }
+        print(json.dumps(figures))
 
 
 if __name__ == "__main__":

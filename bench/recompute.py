@@ -4,23 +4,34 @@ Fills a fresh database with N open reports received at random moments over the p
 year, computes their milestones, then adds a four-day closure starting tomorrow the way the CLI does
 (add_closure + recompute_after_change, one transaction) and prints how long that took.
 
-    .venv/bin/python bench/recompute.py [--reports 100000] [--database-url URL]
+    .venv/bin/python bench/recompute.py [--reports 100000] [--database-url URL] [--json]
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import time
 from datetime import date
 
-from open_reports import NOW, bench_arguments, database_with_open_reports, example_config
+from open_reports import NOW, database_with_open_reports, example_config
 
 from mailintake.deadlines.closures import add_closure, effective_calendar, recompute_after_change
 from mailintake.deadlines.milestones import refresh_open_reports
 from mailintake.storage.db import transaction
 
 
+def bench_arguments() -> argparse.Namespace:
+    """open_reports.bench_arguments' options and --json (which it does not take yet)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reports", type=int, default=100_000)
+    parser.add_argument("--database-url", help="default: a fresh SQLite file in a temporary directory")
+    parser.add_argument("--json", action="store_true", help="print one JSON object of the figures as the last line")
+    return parser.parse_args()
+
+
 def main() -> None:
-    arguments = bench_arguments(__doc__.splitlines()[0])
+    arguments = bench_arguments()
     config = example_config()
     with database_with_open_reports(arguments.database_url, arguments.reports) as sessions:
         started = time.perf_counter()
@@ -37,6 +48,8 @@ def main() -> None:
     print(f"first computation of all milestones: {initial:.1f} s ({arguments.reports / initial:.0f} reports/s)")
     print(f"holidays add (closure from tomorrow) + recompute, one transaction: {recompute:.2f} s; {moved} deadlines moved")
     print("(only reports with a deadline on or after the changed day are recomputed; the rest cannot move)")
+    if arguments.json:
+        print(json.dumps({"database": backend, "reports": arguments.reports, "initial_seconds": initial, "recompute_seconds": recompute, "moved": moved}))
 
 
 if __name__ == "__main__":
