@@ -26,6 +26,7 @@ from mailintake.deadlines.milestones import meet_milestone, refresh_open_reports
 from mailintake.storage.db import transaction
 from mailintake.storage.models import MilestoneRecord, OutboxMessage, Pause, Report
 from tests.daemon import write_config
+from tests.statements import counted_statements
 
 REPO = Path(__file__).resolve().parents[3]
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -146,21 +147,6 @@ def outbox_added(sessions: sessionmaker[Session], count: int, start: int = 0) ->
     ]
     with transaction(sessions) as session:
         session.execute(insert(OutboxMessage), rows)
-
-
-@contextmanager
-def counted_statements() -> Iterator[list[str]]:
-    """Every statement any engine sends (the command builds its own)."""
-    statements: list[str] = []
-
-    def count(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
-        statements.append(statement)
-
-    event.listen(Engine, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        event.remove(Engine, "before_cursor_execute", count)
 
 
 @contextmanager

@@ -3,11 +3,9 @@ the outbox, thousands of breached deadlines cost the pass nothing (statements co
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 
-from sqlalchemy import Engine, event, select, update
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailintake.deadlines.closures import effective_calendar
@@ -17,21 +15,8 @@ from mailintake.pipeline import Services, process_inbound
 from mailintake.sla.policy import policy_from_mapping
 from mailintake.storage.db import transaction
 from mailintake.storage.models import MilestoneRecord, OutboxMessage, Report
+from tests.statements import counted_statements
 from tests.unit.pipeline.test_pipeline import NOW, DirectParser, delivered, report_raw, services  # noqa: F401 (fixture)
-
-
-@contextmanager
-def counted_statements(engine: Engine) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def count(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
-        statements.append(statement)
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
 
 
 def reports_received(sessions: sessionmaker[Session], services: Services, count: int) -> None:
