@@ -43,6 +43,9 @@ def free_port() -> int:
     raise RuntimeError(f"no free loopback port in {block}..{block + PORTS_PER_PROCESS - 1}")
 
 
+WORKER_PROCESSES = {"workers": {"processes": 1}}
+
+
 def write_config(path: Path, database_url: str, **overrides: object) -> Path:
     """A config for a test daemon; each keyword is a section whose keys override the defaults
     here, and `extra` is TOML appended as it is (e.g. an SLA preset)."""
@@ -53,6 +56,10 @@ def write_config(path: Path, database_url: str, **overrides: object) -> Path:
         "relay": {"host": "127.0.0.1", "port": free_port(), "timeout": 5},
         "outbox": {"retry_interval": 1},
         "scheduler": {"sla_interval": 1, "outbox_interval": 1, "digest_time": ""},
+        # Processing inside the test daemon's own process: a worker process costs every start
+        # another interpreter. The tests of worker processes, durability and crashes ask for
+        # them (WORKER_PROCESSES).
+        "workers": {"processes": 0},
         "secrets": {"token_key": TEST_TOKEN_KEY},
     }
     for name, values in overrides.items():

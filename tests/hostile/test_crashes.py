@@ -19,7 +19,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailintake.storage.db import create_database_engine, session_factory, upgrade_database
-from tests.daemon import DaemonProcess, write_config
+from tests.daemon import WORKER_PROCESSES, DaemonProcess, write_config
 from tests.hostile.helpers import LEADS, TEAM, send_and_reply
 from tests.integration.helpers import STAFF, inbound_rows, outbox, report_mail, reports, run_cli, send, wait_for_outbox, wait_until_processed
 from tests.integration.relay import Relay
@@ -33,7 +33,7 @@ FRONT_MTA_CONNECTIONS = 20
 
 
 def test_case_24_sigkill_during_500_concurrent_deliveries_loses_nothing_that_got_250(daemon_factory, sessions: sessionmaker[Session]) -> None:
-    daemon = daemon_factory()
+    daemon = daemon_factory(**WORKER_PROCESSES)
     mails = numbered_mails(MESSAGES)
     killed_at: list[int] = []
 
@@ -65,7 +65,7 @@ def test_case_24_sigkill_during_500_concurrent_deliveries_loses_nothing_that_got
 
 
 def test_case_25_db_down_during_data_answers_451_4_3_0_and_the_retry_is_stored(daemon_factory, engine: Engine, sessions: sessionmaker[Session]) -> None:
-    daemon = daemon_factory()
+    daemon = daemon_factory(**WORKER_PROCESSES)
     raw = report_mail()
     with engine.begin() as connection:
         connection.execute(text("ALTER TABLE inbound_messages RENAME TO inbound_messages_away"))
@@ -81,7 +81,7 @@ def test_case_25_db_down_during_data_answers_451_4_3_0_and_the_retry_is_stored(d
 
 
 def test_case_25_hung_database_answers_451_in_time_and_cannot_keep_the_daemon_from_stopping(daemon_factory, engine, sessions: sessionmaker[Session]) -> None:
-    daemon = daemon_factory(intake={"store_timeout": 2}, listener={"shutdown_grace": 2})
+    daemon = daemon_factory(intake={"store_timeout": 2}, listener={"shutdown_grace": 2}, **WORKER_PROCESSES)
     with engine.connect() as blocker:
         if engine.dialect.name == "sqlite":
             blocker.exec_driver_sql("SELECT 1")  # the engine's BEGIN IMMEDIATE holds the write lock
@@ -144,7 +144,7 @@ def test_case_25_disk_full_during_data_answers_451_and_nothing_is_lost(tmp_path:
 
 def test_case_26_crash_between_store_and_ack_sends_each_mail_once(daemon_factory, sessions: sessionmaker[Session]) -> None:
     # Relay timeout 1 s: a row the killed daemon had claimed is free again after the 10 s lease.
-    daemon = daemon_factory(relay={"timeout": 1}, **STAFF)
+    daemon = daemon_factory(relay={"timeout": 1}, **STAFF, **WORKER_PROCESSES)
     for number in range(3):
         send(daemon.port, report_mail(message_id=f"<kill-{number}@example.org>", body=f"kill {number}"))
     wait_for_outbox(sessions, lambda rows: len(rows) == 6)
@@ -163,7 +163,7 @@ def test_case_26_crash_between_store_and_ack_sends_each_mail_once(daemon_factory
 
 
 def test_case_27_same_message_id_twice_is_one_report_and_a_recorded_duplicate(daemon_factory, sessions: sessionmaker[Session]) -> None:
-    daemon = daemon_factory()
+    daemon = daemon_factory(**WORKER_PROCESSES)
     raw = report_mail(message_id="<same@example.org>")
     assert send_and_reply(daemon.port, raw)[0] == 250
     assert send_and_reply(daemon.port, b"Received: from relay2.example.net by mx.example.com; Mon, 23 Nov 2026 10:00:05 +0100\r\n" + raw)[0] == 250
@@ -176,7 +176,7 @@ def test_case_27_same_message_id_twice_is_one_report_and_a_recorded_duplicate(da
 
 def test_case_28_relay_down_and_a_restart_with_due_deadlines_still_alert_once(daemon_factory, sessions: sessionmaker[Session]) -> None:
     # Relay timeout 1 s: a row the killed daemon had claimed is free again after the 10 s lease.
-    daemon = daemon_factory(relay={"timeout": 1}, **STAFF)
+    daemon = daemon_factory(relay={"timeout": 1}, **STAFF, **WORKER_PROCESSES)
     send(daemon.port, report_mail(message_id="<case28@example.org>"))
     wait_for_outbox(sessions, lambda rows: len(rows) == 2 and all(row.status == "pending" and row.last_reply for row in rows))
     assess = next(item for item in json.loads(run_cli(daemon.config_path, "sla", "status", "--json").stdout) if item["milestone"] == "assess")

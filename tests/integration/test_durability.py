@@ -10,6 +10,7 @@ import aiosmtplib
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.daemon import WORKER_PROCESSES
 from tests.integration.helpers import inbound_rows, report_mail, wait_until_processed
 
 pytestmark = pytest.mark.slow
@@ -46,7 +47,7 @@ def numbered_mails(count: int) -> list[bytes]:
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_stop_signal_finishes_in_flight_deliveries_and_exits_cleanly(daemon_factory, sessions: sessionmaker[Session], signum: int) -> None:
-    daemon = daemon_factory()
+    daemon = daemon_factory(**WORKER_PROCESSES)
     mails = numbered_mails(200)
     stopped: list[int] = []
 
