@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import NoReturn, Protocol
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from mailintake.config.schema import TOKEN_KEY_ENV, Config
 from mailintake.core.clock import Clock, utc_now
 from mailintake.core.tokens import key_from_text
@@ -79,16 +81,16 @@ async def serve(config: Config, config_path: Path, clock: Clock = utc_now) -> No
         log.info("stopped")
 
 
-def work_behind_the_listener(config: Config, config_path: Path, sessions: object, clock: Clock, reply_key: bytes, token_key: str) -> BehindTheListener:
+def work_behind_the_listener(config: Config, config_path: Path, sessions: sessionmaker[Session], clock: Clock, reply_key: bytes, token_key: str) -> BehindTheListener:
     count = config.workers.process_count(os.cpu_count())
     if count == 0:
-        return Processing(config, sessions, clock, reply_key, with_scheduler=True)  # type: ignore[arg-type]
+        return Processing(config, sessions, clock, reply_key, with_scheduler=True)
     # What a worker would refuse to start with (a broken template, say) stops `serve` now.
     processing_setup(config, reply_key)
     command = [sys.executable, "-m", "mailintake", "--config", str(config_path), "work", "--supervised"]
     # The workers sign reply addresses with the listener's key, a random one in dev mode included.
     environment = dict(os.environ) | {TOKEN_KEY_ENV: token_key}
-    return Supervisor(command, count, sessions, environment)  # type: ignore[arg-type]
+    return Supervisor(command, count, sessions, environment)
 
 
 def shared_token_key(config: Config) -> str:
