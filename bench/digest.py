@@ -15,7 +15,6 @@ allocated_peak_mib, peak_rss_mib and listed (items per section).
 
 from __future__ import annotations
 
-import argparse
 import json
 import resource
 import tempfile
@@ -25,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
-from open_reports import NOW, example_config, report_rows
+from open_reports import NOW, bench_arguments, example_config, report_rows
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -38,15 +37,6 @@ from mailintake.storage.db import create_database_engine, session_factory, trans
 from mailintake.storage.models import Message, MilestoneRecord, OutboxMessage, Report
 
 SUBJECTS = ("Stored XSS in the profile page", "IDOR on /api/v2/invoices/{id}", "Open redirect after login", "SQL injection in the search filter")
-
-
-def digest_arguments(description: str) -> argparse.Namespace:
-    """bench/open_reports.py's options, and --json."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--reports", type=int, default=100_000)
-    parser.add_argument("--database-url", help="default: a fresh SQLite file in a temporary directory")
-    parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    return parser.parse_args()
 
 
 def digest_report_rows(count: int) -> list[dict[str, object]]:
@@ -102,7 +92,7 @@ def database_with_digest_queue(database_url: str | None, count: int) -> Iterator
 
 
 def main() -> None:
-    arguments = digest_arguments(__doc__.splitlines()[0])
+    arguments = bench_arguments(__doc__.splitlines()[0])
     config = example_config()
     # Compiled and checked before the clock starts, as `serve` and the CLI do at start.
     notices = Notices(config, checked_templates(config.templates.dir), config.secrets.reply_key())

@@ -32,6 +32,7 @@ def bench_arguments(description: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--reports", type=int, default=100_000)
     parser.add_argument("--database-url", help="default: a fresh SQLite file in a temporary directory")
+    parser.add_argument("--json", action="store_true", help="print one JSON object of the figures as the last line (make bench reads it)")
     return parser.parse_args()
 
 

@@ -9,29 +9,19 @@ year, computes their milestones, then adds a four-day closure starting tomorrow 
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from datetime import date
 
-from open_reports import NOW, database_with_open_reports, example_config
+from open_reports import NOW, bench_arguments, database_with_open_reports, example_config
 
 from mailintake.deadlines.closures import add_closure, effective_calendar, recompute_after_change
 from mailintake.deadlines.milestones import refresh_open_reports
 from mailintake.storage.db import transaction
 
 
-def bench_arguments() -> argparse.Namespace:
-    """open_reports.bench_arguments' options and --json (which it does not take yet)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reports", type=int, default=100_000)
-    parser.add_argument("--database-url", help="default: a fresh SQLite file in a temporary directory")
-    parser.add_argument("--json", action="store_true", help="print one JSON object of the figures as the last line")
-    return parser.parse_args()
-
-
 def main() -> None:
-    arguments = bench_arguments()
+    arguments = bench_arguments(__doc__.splitlines()[0])
     config = example_config()
     with database_with_open_reports(arguments.database_url, arguments.reports) as sessions:
         started = time.perf_counter()

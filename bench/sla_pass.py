@@ -10,13 +10,12 @@ pass at a moment when nothing new is due, the steady state of a neglected queue.
 
 from __future__ import annotations
 
-import argparse
 import json
 import resource
 import time
 from datetime import timedelta
 
-from open_reports import NOW, database_with_open_reports, example_config
+from open_reports import NOW, bench_arguments, database_with_open_reports, example_config
 from sqlalchemy import insert, select
 
 from mailintake.deadlines.closures import effective_calendar
@@ -48,17 +47,8 @@ def milestone_rows(report_ids: list[int]) -> list[dict[str, object]]:
     return rows
 
 
-def bench_arguments() -> argparse.Namespace:
-    """open_reports.bench_arguments' options and --json (which it does not take yet)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reports", type=int, default=100_000)
-    parser.add_argument("--database-url", help="default: a fresh SQLite file in a temporary directory")
-    parser.add_argument("--json", action="store_true", help="print one JSON object of the figures as the last line")
-    return parser.parse_args()
-
-
 def main() -> None:
-    arguments = bench_arguments()
+    arguments = bench_arguments(__doc__.splitlines()[0])
     config = example_config()
     notices = Notices(config, Templates(config.templates.dir), config.secrets.reply_key())
     with database_with_open_reports(arguments.database_url, arguments.reports) as sessions:
