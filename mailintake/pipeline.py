@@ -2,8 +2,9 @@
 
 A delivery goes through PREPARE outside any transaction (the parse runs in a bounded
 process, the staff check may ask DNS), then through DECIDE and one ACTIONS entry inside
-the one transaction that records its outcome: the report or thread message, its
-deadlines and every outbox row it causes commit together, or not at all. The transaction
+the transaction that records its outcome (one for a batch of deliveries, see
+process_batch): the report or thread message, its deadlines and every outbox row it
+causes commit together, or not at all. The transaction
 first re-checks that the delivery is still as it was read (storage/inbound_queue.py), so a
 delivery becomes at most one report, and a crash anywhere leaves it to be done again.
 
@@ -23,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailintake.calendar.business import BusinessCalendar
 from mailintake.config.schema import CalendarConfig, Config, ConfigError, StaffConfig
 from mailintake.conversation.reporter import record_reporter_reply
 from mailintake.conversation.staff import record_staff_reply
@@ -41,7 +43,7 @@ from mailintake.route.identity import SenderChecks
 from mailintake.route.machine_mail import no_auto_reply_reason
 from mailintake.sla.policy import Policy
 from mailintake.storage.db import transaction
-from mailintake.storage.inbound_queue import Snapshot, attempt_started, claimed_as_done, marked_for_retry, marked_unprocessable, read_snapshot, retry_delay
+from mailintake.storage.inbound_queue import Snapshot, attempt_started, claimed_as_done, marked_for_retry, marked_unprocessable, read_snapshots, retry_delay
 from mailintake.storage.models import InboundMessage, Report
 
 log = logging.getLogger(__name__)
@@ -248,7 +250,7 @@ def new_report(session: Session, services: Services, mail: Mail, now: datetime) 
     notification still are."""
     report = created_report(session, services, mail, now)
     effects = FLAG_EFFECTS[mail.route.flag if mail.route is not None else None]
-    calendar = effective_calendar(session, services.calendar)
+    calendar = transaction_calendar(session, services)
     if effects.alert:
         services.notices.flagged_report(session, report, calendar, now)
     if not effects.answered:
@@ -333,7 +335,7 @@ def thread_mail(session: Session, services: Services, mail: Mail, report: Report
         route=mail.decided_route(),
         parsed=mail.parsed_message(),
         inbound=inbound_row(session, mail),
-        calendar=effective_calendar(session, services.calendar),
+        calendar=transaction_calendar(session, services),
         now=now,
         machine_mail=mail.machine_mail,
         replayable=replayable,
@@ -341,30 +343,87 @@ def thread_mail(session: Session, services: Services, mail: Mail, report: Report
 
 
 def inbound_row(session: Session, mail: Mail) -> InboundMessage:
-    row = session.get(InboundMessage, mail.inbound_id)
-    assert row is not None
-    return row
+    """Held for the transaction: the identity map keeps rows only while something refers to
+    them, and this one carries the raw mail, which is not read twice."""
+    rows: dict[int, InboundMessage] = session.info.setdefault("inbound rows", {})
+    if mail.inbound_id not in rows:
+        row = session.get(InboundMessage, mail.inbound_id)
+        assert row is not None
+        rows[mail.inbound_id] = row
+    return rows[mail.inbound_id]
 
 
-# --- one delivery ------------------------------------------------------------------------
+def transaction_calendar(session: Session, services: Services) -> BusinessCalendar:
+    """The effective calendar, read once per transaction: nothing in a recording
+    transaction changes the admin's closures."""
+    if "calendar" not in session.info:
+        session.info["calendar"] = effective_calendar(session, services.calendar)
+    calendar: BusinessCalendar = session.info["calendar"]
+    return calendar
+
+
+# --- deliveries, one or a batch at a time ----------------------------------------------------
 
 
 def process_inbound(sessions: sessionmaker[Session], parser: Parser, services: Services, inbound_id: int, clock: Callable[[], datetime], manual: bool = False) -> Outcome:
     """One delivery into a report, a thread message or a duplicate. `manual` (an admin's
     `inbound retry`) grants one more real attempt."""
-    snapshot = read_snapshot(sessions, inbound_id)
-    if snapshot is None or snapshot.status not in ("received", "failed"):
-        return Outcome(inbound_id, "skipped")
-    if snapshot.attempts >= services.max_attempts and not manual:
-        return record_raw_only(sessions, services, inbound_id, snapshot, snapshot.last_error or "earlier attempts did not finish", clock())
-    started = attempt_started(sessions, inbound_id, snapshot)
-    if started is None:
-        return Outcome(inbound_id, "skipped")
-    mail = Mail(inbound_id, started)
+    return process_batch(sessions, parser, services, [inbound_id], clock, manual)[0]
+
+
+def process_batch(sessions: sessionmaker[Session], parser: Parser, services: Services, inbound_ids: Sequence[int], clock: Callable[[], datetime], manual: bool = False) -> list[Outcome]:
+    """Deliveries of different senders, their outcomes in the order given. Those on their
+    first attempt are prepared one by one and then recorded in one transaction, so a batch
+    pays once for what each delivery would pay alone (the commit, the calendar, the checks).
+    A delivery tried before goes alone and at once: if an earlier attempt ended with the
+    process (a mail that kills it), the mails batched beside it would otherwise spend their
+    attempts with it."""
+    outcomes: dict[int, Outcome] = {}
+    batched: list[Mail] = []
+    for inbound_id, snapshot in read_snapshots(sessions, inbound_ids).items():
+        if snapshot is None or snapshot.status not in ("received", "failed"):
+            outcomes[inbound_id] = Outcome(inbound_id, "skipped")
+        elif snapshot.attempts >= services.max_attempts and not manual:
+            outcomes[inbound_id] = record_raw_only(sessions, services, inbound_id, snapshot, snapshot.last_error or "earlier attempts did not finish", clock())
+        elif (started := attempt_started(sessions, inbound_id, snapshot)) is None:
+            outcomes[inbound_id] = Outcome(inbound_id, "skipped")
+        elif (mail := prepared_mail(sessions, services, parser, Mail(inbound_id, started), outcomes, clock)) is not None:
+            if snapshot.attempts == 0 and len(inbound_ids) > 1 and services.max_attempts > 1:
+                batched.append(mail)
+            else:
+                outcomes[inbound_id] = recorded_alone(sessions, services, mail, clock)
+    outcomes |= {outcome.inbound_id: outcome for outcome in recorded_together(sessions, services, batched, clock)}
+    return [outcomes[inbound_id] for inbound_id in inbound_ids]
+
+
+def prepared_mail(sessions: sessionmaker[Session], services: Services, parser: Parser, mail: Mail, outcomes: dict[int, Outcome], clock: Callable[[], datetime]) -> Mail | None:
+    """The mail through PREPARE, or None with its failed attempt in `outcomes`."""
     try:
         prepare(services, parser, mail)
     except RetryLater as later:
-        return record_failure(sessions, services, mail, str(later), clock())
+        outcomes[mail.inbound_id] = record_failure(sessions, services, mail, str(later), clock())
+        return None
+    return mail
+
+
+def recorded_together(sessions: sessionmaker[Session], services: Services, mails: Sequence[Mail], clock: Callable[[], datetime]) -> list[Outcome]:
+    """All in one transaction; if it fails, rolled back and each recorded alone, so that a
+    mail that cannot be recorded costs only itself. A database that fails (locked, gone)
+    is raised: the batch is due again."""
+    if not mails:
+        return []
+    try:
+        with transaction(sessions) as session:
+            now = clock()
+            return [recorded_in(session, services, mail, now) for mail in mails]
+    except (OperationalError, InterfaceError):
+        raise
+    except Exception as error:
+        log.warning("a batch of %d deliveries failed (%s); recording them one at a time", len(mails), type(error).__name__)
+        return [recorded_alone(sessions, services, undecided(mail), clock) for mail in mails]
+
+
+def recorded_alone(sessions: sessionmaker[Session], services: Services, mail: Mail, clock: Callable[[], datetime]) -> Outcome:
     try:
         return recorded_once_more_on_conflict(sessions, services, mail, clock)
     except (OperationalError, InterfaceError):
@@ -372,6 +431,11 @@ def process_inbound(sessions: sessionmaker[Session], parser: Parser, services: S
     except Exception as error:
         # This message cannot be written as a report; mark it so the others are not held up.
         return record_failure(sessions, services, mail, f"storing the report failed: {type(error).__name__}", clock())
+
+
+def undecided(mail: Mail) -> Mail:
+    """The mail as PREPARE left it: what DECIDE found in a rolled-back transaction is found again."""
+    return replace(mail, existing=None, route=None, repeated=False)
 
 
 def prepare(services: Services, parser: Parser, mail: Mail, stages: Sequence[PrepareStage] = PREPARE) -> None:
@@ -391,22 +455,27 @@ def recorded_once_more_on_conflict(sessions: sessionmaker[Session], services: Se
         return recorded(sessions, services, mail, clock())
     except IntegrityError:
         # Another process recorded the same report or reply first; now it is a duplicate.
-        return recorded(sessions, services, replace(mail, existing=None, route=None, repeated=False), clock())
+        return recorded(sessions, services, undecided(mail), clock())
 
 
 def recorded(sessions: sessionmaker[Session], services: Services, mail: Mail, now: datetime) -> Outcome:
     with transaction(sessions) as session:
-        for stage in DECIDE:
-            stage.run(session, services, mail)
-        disposition = disposition_of(mail)
-        status = "duplicate" if disposition == "duplicate" else "processed"
-        if not claimed_as_done(session, mail.inbound_id, mail.snapshot, status, now):
-            session.rollback()
-            return Outcome(mail.inbound_id, "skipped")
-        report = ACTIONS[disposition](session, services, mail, now)
-        inbound_row(session, mail).report_id = report.id
-        log.info("inbound %d %s %s", mail.inbound_id, what_happened(disposition, mail.route), report.tracking_id)
-        return Outcome(mail.inbound_id, status, report.tracking_id)
+        return recorded_in(session, services, mail, now)
+
+
+def recorded_in(session: Session, services: Services, mail: Mail, now: datetime) -> Outcome:
+    """DECIDE and the action for one mail in the caller's transaction. A delivery another
+    process has taken meanwhile is left alone: nothing was written for it yet."""
+    for stage in DECIDE:
+        stage.run(session, services, mail)
+    disposition = disposition_of(mail)
+    status = "duplicate" if disposition == "duplicate" else "processed"
+    if not claimed_as_done(session, mail.inbound_id, mail.snapshot, status, now):
+        return Outcome(mail.inbound_id, "skipped")
+    report = ACTIONS[disposition](session, services, mail, now)
+    inbound_row(session, mail).report_id = report.id
+    log.info("inbound %d %s %s", mail.inbound_id, what_happened(disposition, mail.route), report.tracking_id)
+    return Outcome(mail.inbound_id, status, report.tracking_id)
 
 
 def what_happened(disposition: str, route: Route | None) -> str:

@@ -25,15 +25,20 @@ from mailintake.config.schema import Config
 from mailintake.core.clock import Clock
 from mailintake.outbound.notices import Notices
 from mailintake.outbound.send import deliver_due
-from mailintake.pipeline import Outcome, Parser, Services, process_inbound
+from mailintake.pipeline import Outcome, Parser, Services, process_batch
 from mailintake.storage.inbound_queue import claimed_deliveries, released_claims
 
 log = logging.getLogger(__name__)
 
 IDLE_LANE_POLL = 0.2
 PROGRESS = frozenset({"processed", "duplicate", "failed"})
-# Deliveries claimed at a time per parse lane: few, so that an idle worker elsewhere finds work.
-CLAIMED_PER_LANE = 2
+# Deliveries a lane records in one transaction (pipeline.process_batch): enough to pay a
+# commit and the per-transaction reads once for several mails, few enough that the first
+# acknowledgement of a batch is not held up long and that, on SQLite, the listener's
+# commits do not wait long for the write lock.
+BATCH_SIZE = 8
+# Deliveries claimed at a time per parse lane: one batch, so that an idle worker elsewhere finds work.
+CLAIMED_PER_LANE = BATCH_SIZE
 
 
 @dataclass(frozen=True)
@@ -140,23 +145,34 @@ class DueDeliveries:
         self.lock = threading.Lock()
 
     def next(self, should_stop: Callable[[], bool]) -> int | None:
+        batch = self.next_batch(should_stop, 1)
+        return batch[0] if batch else None
+
+    def next_batch(self, should_stop: Callable[[], bool], size: int) -> list[int]:
+        """Up to `size` deliveries of different senders, none of whom has one in flight."""
         while not should_stop():
             with self.lock:
                 if self.closed:
-                    return None
-                inbound_id = self.first_free()
-                if inbound_id is None:
+                    return []
+                batch = self.free_ones(size)
+                if len(batch) < size:
                     self.refill()
-                    inbound_id = self.first_free()
-                if inbound_id is not None:
-                    return inbound_id
+                    batch += self.free_ones(size - len(batch))
+                if batch:
+                    return batch
                 if not self.busy:
                     # Nothing due and nothing in flight: the round is over for every lane, so
                     # none goes on alone with new work while the others have left.
                     self.closed = True
-                    return None
+                    return []
             time.sleep(IDLE_LANE_POLL)
-        return None
+        return []
+
+    def free_ones(self, size: int) -> list[int]:
+        batch = []
+        while len(batch) < size and (inbound_id := self.first_free()) is not None:
+            batch.append(inbound_id)
+        return batch
 
     def refill(self) -> None:
         known = self.taken | {inbound_id for inbound_id, _ in self.pending}
@@ -199,14 +215,16 @@ class DueDeliveries:
 
 def lane_outcomes(sessions: sessionmaker[Session], parser: Parser, services: Services, clock: Callable[[], datetime], due: DueDeliveries, should_stop: Callable[[], bool]) -> list[Outcome]:
     outcomes = []
-    while (inbound_id := due.next(should_stop)) is not None:
+    while batch := due.next_batch(should_stop, BATCH_SIZE):
         try:
-            outcomes.append(process_inbound(sessions, parser, services, inbound_id, clock))
+            outcomes += process_batch(sessions, parser, services, batch, clock)
         except Exception as error:
-            # Storage trouble: leave the row as it is and go on; it is due again next pass.
-            log.error("inbound %d could not be processed (%s); will retry", inbound_id, type(error).__name__)
-            outcomes.append(Outcome(inbound_id, "deferred"))
-            due.give_back(inbound_id)
+            # Storage trouble: leave the rows as they are and go on; they are due again next pass.
+            log.error("inbound %s could not be processed (%s); will retry", ", ".join(map(str, batch)), type(error).__name__)
+            outcomes += [Outcome(inbound_id, "deferred") for inbound_id in batch]
+            for inbound_id in batch:
+                due.give_back(inbound_id)
         finally:
-            due.finished(inbound_id)
+            for inbound_id in batch:
+                due.finished(inbound_id)
     return outcomes

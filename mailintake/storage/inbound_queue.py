@@ -104,12 +104,15 @@ def failed_inbound_ids(sessions: sessionmaker[Session]) -> list[int]:
         return list(session.scalars(select(InboundMessage.id).where(InboundMessage.status == "failed").order_by(InboundMessage.id)))
 
 
-def read_snapshot(sessions: sessionmaker[Session], inbound_id: int) -> Snapshot | None:
+def read_snapshots(sessions: sessionmaker[Session], inbound_ids: Sequence[int]) -> dict[int, Snapshot | None]:
+    """Each delivery as it is now, in the order asked (None if there is no such delivery)."""
     with transaction(sessions) as session:
-        row = session.get(InboundMessage, inbound_id)
-        if row is None:
-            return None
-        return Snapshot(row.status, row.attempts, row.raw, row.envelope_from, tuple(row.envelope_to), row.last_error)
+        rows = {row.id: row for row in session.scalars(select(InboundMessage).where(InboundMessage.id.in_(list(inbound_ids))))}
+        return {inbound_id: snapshot_of(rows[inbound_id]) if inbound_id in rows else None for inbound_id in inbound_ids}
+
+
+def snapshot_of(row: InboundMessage) -> Snapshot:
+    return Snapshot(row.status, row.attempts, row.raw, row.envelope_from, tuple(row.envelope_to), row.last_error)
 
 
 def claimed(session: Session, inbound_id: int, snapshot: Snapshot, **changes: object) -> bool:
