@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailintake.outbound.compose import (
+    COMPOSE_POLICY,
     MAX_REFERENCES,
     compose,
     message_bytes,
@@ -557,3 +558,17 @@ def test_echoed_text_is_one_bounded_line(text: str) -> None:
     echoed = shortened_line(text, 40)
     assert len(echoed) <= 40
     assert not CONTROL.search(echoed)
+
+
+@settings(max_examples=300)
+@given(name=st.sampled_from(["From", "To", "Reply-To", "Subject", "Message-ID", "In-Reply-To", "References", "Date", "X-Mailintake-Kind", "Content-Type"]), text=st.text(max_size=200))
+def test_the_reused_header_classes_build_the_headers_the_standard_registry_builds(name: str, text: str) -> None:
+    def built(header_policy: email.policy.EmailPolicy) -> tuple[str, str, list[str]] | str:
+        try:
+            header = header_policy.header_factory(name, text)
+            return str(header), header.fold(policy=header_policy), [type(defect).__name__ for defect in header.defects]
+        except Exception as error:
+            return type(error).__name__
+
+    assert built(COMPOSE_POLICY) == built(email.policy.default)
+    assert type(COMPOSE_POLICY.header_factory(name, "x")) is type(COMPOSE_POLICY.header_factory(name, "y")), "each header class is made once"
