@@ -353,12 +353,16 @@ def measure_large_message(table: Table, url: str, amounts: Amounts, workdir: Pat
 
 
 def stored_backlog(url: str, count: int) -> None:
+    """A burst from `count` researchers (one mail each), as the listener would have stored
+    it: one sender's mail is worked on one at a time, so a one-sender backlog could not
+    show what a second daemon adds."""
     engine = create_database_engine(url)
     sessions = session_factory(engine)
     batch = mails(f"backlog-{time.monotonic_ns()}", count, SMALL)
     now = datetime.now(UTC)
     for start in range(0, count, 100):
-        store_deliveries(sessions, [Delivery(now, "smtp", "127.0.0.1", "bench.example.org", "researcher@example.org", ("security@example.com",), content) for _, content in batch[start : start + 100]])
+        deliveries = [Delivery(now, "smtp", "127.0.0.1", "bench.example.org", f"researcher{start + index}@example.org", ("security@example.com",), content) for index, (_, content) in enumerate(batch[start : start + 100])]
+        store_deliveries(sessions, deliveries)
     engine.dispose()
 
 

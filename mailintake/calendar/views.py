@@ -8,8 +8,6 @@ import hashlib
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 
-import icalendar
-
 from mailintake.calendar.business import BusinessCalendar
 from mailintake.calendar.entries import CalendarEntry
 from mailintake.calendar.ranges import format_range
@@ -44,6 +42,8 @@ def touches_month(entry: CalendarEntry, year: int, month: int) -> bool:
 def ics_export(calendar: BusinessCalendar, entries: Iterable[CalendarEntry], generated_at: datetime) -> bytes:
     """Holidays and closures as all-day events (DTEND exclusive), with stable UIDs so a
     subscribed client updates events instead of duplicating them."""
+    import icalendar  # only `calendar export --ics` needs it, and it is slow to import
+
     export = icalendar.Calendar()
     export.add("prodid", "-//mailintake//business calendar//EN")
     export.add("version", "2.0")

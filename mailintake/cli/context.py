@@ -9,7 +9,7 @@ from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,9 +19,11 @@ from mailintake.cli.parser import UsageError, moment_in
 from mailintake.config.schema import Config
 from mailintake.core.clock import Clock, utc_now
 from mailintake.deadlines.closures import effective_calendar
-from mailintake.outbound.notices import Notices
 from mailintake.outbound.templates import TemplateError, checked_templates
 from mailintake.storage.db import create_database_engine, session_factory, transaction
+
+if TYPE_CHECKING:
+    from mailintake.outbound.notices import Notices
 
 
 class AppContext:
@@ -66,6 +68,8 @@ class AppContext:
 
     @cached_property
     def notices(self) -> Notices:
+        from mailintake.outbound.notices import Notices  # what sends mail is imported by the commands that send
+
         try:
             templates = checked_templates(self.config.templates.dir)
         except TemplateError as error:

@@ -11,8 +11,6 @@ from sqlalchemy import select
 from mailintake.cli.context import AppContext
 from mailintake.cli.output import print_listing
 from mailintake.cli.parser import EXIT_FAILURE, Subcommands, UsageError, add_command, add_group, add_json_option
-from mailintake.parse.pool import parser_pool_for
-from mailintake.pipeline import Services, process_inbound
 from mailintake.reports.read_model import iso_utc
 from mailintake.storage.inbound_queue import failed_inbound_ids
 from mailintake.storage.models import InboundMessage
@@ -55,6 +53,9 @@ def retry_failed(arguments: argparse.Namespace, context: AppContext) -> int:
     if not_failed:
         raise UsageError(f"inbound {not_failed[0]} is not a failed delivery (see `mailintake inbound failed`)")
     ids = arguments.ids or failed
+    from mailintake.parse.pool import parser_pool_for
+    from mailintake.pipeline import Services, process_inbound
+
     services = Services.from_config(context.config, context.notices)
     still_failed = 0
     with closing(parser_pool_for(context.config.intake)) as parser:

@@ -10,7 +10,6 @@ from mailintake.cli.context import AppContext
 from mailintake.cli.output import DEFAULT_PAGE, Listed, add_paging_options, print_paged_listing
 from mailintake.cli.parser import Subcommands, UsageError, add_command, add_group, add_json_option
 from mailintake.outbound.outbox import OutboxRetryRefused, outbox_rows, release_waiting, retry_now, status_counts
-from mailintake.outbound.send import deliver_due
 from mailintake.reports.read_model import iso_utc
 from mailintake.storage.models import OutboxMessage
 
@@ -71,6 +70,8 @@ def outbox_line(item: dict[str, Any]) -> str:
 
 
 def flush_outbox(arguments: argparse.Namespace, context: AppContext) -> int:
+    from mailintake.outbound.send import deliver_due  # the SMTP client, only for the command that sends
+
     with context.transaction() as session:
         release_waiting(session)
     notices = context.notices

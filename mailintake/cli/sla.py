@@ -15,7 +15,6 @@ from mailintake.cli.output import DEFAULT_PAGE, Listed, add_paging_options, prin
 from mailintake.cli.parser import Subcommands, UsageError, add_command, add_group, add_json_option
 from mailintake.deadlines.milestones import MilestoneFilter, MilestoneKey, MilestoneView, milestone_views, refresh_open_reports
 from mailintake.reports.read_model import iso_utc
-from mailintake.service.scheduler import scheduled_pass
 from mailintake.sla.schedule import State
 
 STATES = get_args(State)
@@ -119,6 +118,8 @@ def recompute(arguments: argparse.Namespace, context: AppContext) -> int:
 
 
 def check_now(arguments: argparse.Namespace, context: AppContext) -> int:
+    from mailintake.service.scheduler import scheduled_pass  # the scheduler library, only for the command that runs a pass
+
     calendar = context.calendar
     now = moment_of(arguments, context)
     enqueued = scheduled_pass(context.sessions, context.config, context.notices, now)

@@ -10,7 +10,6 @@ would become a line break in the serialised header.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from email import policy
@@ -18,6 +17,7 @@ from email.errors import MessageError
 from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.utils import format_datetime
+from functools import lru_cache
 from types import MappingProxyType
 
 MAX_REFERENCES = 20
