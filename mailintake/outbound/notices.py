@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -21,13 +22,14 @@ from mailintake.calendar.business import BusinessCalendar
 from mailintake.config.schema import Config
 from mailintake.conversation.commands.registry import help_list
 from mailintake.conversation.reply_text import base_subject
+from mailintake.core.vocabulary import title_of
 from mailintake.outbound.addressing import Addressing, recipient_addresses
 from mailintake.outbound.compose import shortened_line
 from mailintake.outbound.outbox import Outgoing, auto_replies_since, key_exists
 from mailintake.outbound.rendering import MailWriter
 from mailintake.outbound.templates import Templates
 from mailintake.reports.attachments import attachment_plan
-from mailintake.reports.read_model import Digest, mail_digest_item, mail_milestone, mail_report_context, mail_summary
+from mailintake.reports.read_model import Digest, DigestDeadline, mail_digest_item, mail_milestone, mail_report_context, mail_summary
 from mailintake.storage.models import InboundMessage, Message, MilestoneRecord, Report
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,26 @@ def sla_alert_key(kind: str, record: MilestoneRecord) -> str:
     """Once per kind and deadline: a deadline that moves may be alerted again."""
     assert record.due_at is not None
     return f"{kind}:{record.id}:{record.due_at.isoformat()}"
+
+
+def sla_alert_burst_key(kind: str, records: Iterable[MilestoneRecord]) -> str:
+    """Once per kind and set of deadlines, each named as its single alert's key names it:
+    a batch built again after a crash before its commit is the same row."""
+    covered = "\n".join(sorted(sla_alert_key(kind, record) for record in records))
+    return f"sla_burst:{kind}:{hashlib.sha256(covered.encode()).hexdigest()[:32]}"
+
+
+def most_urgent_first(record: MilestoneRecord) -> tuple[datetime, str]:
+    assert record.due_at is not None
+    return record.due_at, record.report.tracking_id
+
+
+def burst_line(record: MilestoneRecord, calendar: BusinessCalendar, now: datetime) -> dict[str, Any]:
+    """One deadline of a burst, as the daily digest lists it (its report's tracking id and
+    subject, never its reporter), with how it stands at `now`."""
+    assert record.due_at is not None
+    deadline = DigestDeadline(record.report.tracking_id, record.report.subject, record.name, record.due_at)
+    return digest_line(mail_digest_item(deadline, calendar)) | {"left": mail_milestone(record, calendar, now)["left"]}
 
 
 class Notices:
@@ -154,6 +176,22 @@ class Notices:
     def sla_alert_done(self, session: Session, kind: str, record: MilestoneRecord) -> bool:
         """In the outbox, or with nobody configured to receive it: either way, not to be tried again."""
         return not recipient_addresses(self.sla_alert_recipients(kind)) or key_exists(session, sla_alert_key(kind, record))
+
+    def sla_alert_burst(self, session: Session, kind: str, records: Sequence[MilestoneRecord], listed: int, calendar: BusinessCalendar, now: datetime) -> bool:
+        """One mail in place of the single `kind` alerts of `records`, to the same recipients:
+        how many per milestone, and the first `listed`, most overdue (or soonest due) first.
+        True if enqueued now."""
+        ordered = sorted(records, key=most_urgent_first)
+        context = {
+            "kind": kind,
+            "count": len(ordered),
+            "by_milestone": [{"title": title_of(name), "count": count} for name, count in Counter(record.name for record in ordered).most_common()],
+            "alerts": [burst_line(record, calendar, now) for record in ordered[:listed]],
+        }
+        return self.writer.enqueue_mail(session, sla_alert_burst_key(kind, records), "sla_alert_burst", self.sla_alert_recipients(kind), context, now) is not None
+
+    def sla_alert_burst_done(self, session: Session, kind: str, records: Sequence[MilestoneRecord]) -> bool:
+        return not recipient_addresses(self.sla_alert_recipients(kind)) or key_exists(session, sla_alert_burst_key(kind, records))
 
     def sla_alert_recipients(self, kind: str) -> tuple[str, ...]:
         return self.config.staff.alerts if kind == "sla_escalation" else self.config.staff.notify

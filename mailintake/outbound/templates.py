@@ -31,6 +31,7 @@ REQUIRED = (
     "sla_breach",
     "sla_escalation",
     "progress_reminder",
+    "sla_alert_burst",
     "resolution",
     "daily_digest",
     "delivery_failure",
@@ -417,6 +418,13 @@ SAMPLE_CONTEXTS: Mapping[str, Mapping[str, object]] = {
     "sla_breach": _ABOUT_REPORT | {"milestone": _SAMPLE_MILESTONE | {"state": "breached", "left": "overdue by 3h"}},
     "sla_escalation": _ABOUT_REPORT | {"milestone": _SAMPLE_MILESTONE | {"state": "breached", "left": "overdue by 1d2h"}},
     "progress_reminder": _ABOUT_REPORT | {"milestone": _SAMPLE_MILESTONE | {"name": "update", "title": "Progress update"}},
+    "sla_alert_burst": _COMMON
+    | {
+        "kind": "sla_breach",
+        "count": 100,
+        "by_milestone": [{"title": "Initial assessment", "count": 60}, {"title": "Acknowledgement", "count": 40}],
+        "alerts": [_SAMPLE_DIGEST_ITEM | {"left": "overdue by 3h"}],
+    },
     "resolution": _TO_REPORTER,
     "staff_reply": _TO_REPORTER,
     "rejected": _TO_REPORTER,
@@ -470,6 +478,9 @@ _QUIET_CHANGES: Mapping[str, object] = {
     "overdue": [],
     "due_today": [],
     "due_this_week": [],
+    # A combined SLA alert's other wording: not overdue, nothing listed.
+    "kind": "progress_reminder",
+    "alerts": [],
 }
 
 

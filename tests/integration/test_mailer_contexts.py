@@ -111,6 +111,7 @@ def test_the_notices_pass_every_template_exactly_the_keys_of_its_sample(tmp_path
         record = next(record for record in report.milestones if record.due_at is not None and record.awaiting)
         for kind in ("sla_warning", "sla_breach", "sla_escalation", "progress_reminder"):
             assert notices.sla_alert(session, kind, record, calendar, now)
+        assert notices.sla_alert_burst(session, "sla_breach", [record], 50, calendar, now)
         assert daily_digest_pass(session, time(8, 30), calendar, notices, now) == 1
         assert notices.delivery_failure(session, 1, "acknowledgement", ["researcher@example.org"], "550 5.1.1 unknown", 3, report, now)
         for number, template in enumerate(("staff_reply", "resolution", "rejected", "duplicate", "out_of_scope")):

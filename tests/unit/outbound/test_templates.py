@@ -99,6 +99,16 @@ def build_contexts() -> dict[str, dict[str, object]]:
             "report": {**REPORT, "status": "accepted"},
             "milestone": {**MILESTONE, "name": "update", "title": "Progress update", "left": "1d business time left"},
         },
+        "sla_alert_burst": {
+            **BASE,
+            "kind": "sla_breach",
+            "count": 120,
+            "by_milestone": [{"title": "Initial assessment", "count": 70}, {"title": "Acknowledgement", "count": 50}],
+            "alerts": [
+                {"tracking_id": "SEC-2026-0031", "subject": "Old SQLi", "milestone": "Acknowledgement", "due": "Fri 20 Nov 2026 17:00 CET", "left": "overdue by 3d"},
+                {"tracking_id": "SEC-2026-0042", "subject": HOSTILE_SUBJECT, "milestone": "Initial assessment", "due": "Mon 23 Nov 2026 10:15 CET", "left": "overdue by 1h"},
+            ],
+        },
         "resolution": {**BASE, "report": {**REPORT, "status": "resolved"}, "reply_address": "security+r1@example.com", "subject": HOSTILE_SUBJECT, "text": ""},
         "staff_reply": {**BASE, "report": REPORT, "reply_address": "security+r1@example.com", "subject": HOSTILE_SUBJECT, "text": HOSTILE_BODY, "assessment": True, "eta": "2027-01-15"},
         "reporter_reply": {
@@ -183,6 +193,7 @@ RENDERED_PHRASES = {
     "sla_breach": ("Deadline missed: Initial assessment", "overdue by 3h"),
     "sla_escalation": ("Escalation: Initial assessment overdue by 1d2h", "Please make sure someone owns SEC-2026-0042 and answers the reporter."),
     "progress_reminder": ("Reminder: Progress update due Thu 26 Nov 2026 17:00 CET", 'The next "Progress update" is due.'),
+    "sla_alert_burst": ("Security reports: 120 deadlines missed", "[SEC-2026-0031] Acknowledgement, was due Fri 20 Nov 2026 17:00 CET (overdue by 3d)"),
     "resolution": ("Your security report has been resolved", "The issue you reported to Example Corp has been resolved:"),
     "staff_reply": ("Re: [SEC-2026-0042] " + HOSTILE_SUBJECT, "Expected resolution date: 2027-01-15"),
     "reporter_reply": ("Reporter replied: " + HOSTILE_SUBJECT, "The reporter of SEC-2026-0042 (reporter-7f3a) replied."),
@@ -215,7 +226,7 @@ def test_every_shipped_template_renders(shipped: Templates, name: str) -> None:
     assert "{#" not in mail.text and "Context" not in mail.text
 
 
-@pytest.mark.parametrize("name", [name for name in REQUIRED if name not in ("daily_digest", "unprocessable_mail")])
+@pytest.mark.parametrize("name", [name for name in REQUIRED if name not in ("daily_digest", "unprocessable_mail", "sla_alert_burst")])
 def test_tracking_id_is_in_every_report_subject(shipped: Templates, name: str) -> None:
     assert "[SEC-2026-0042]" in shipped.render(name, context(name)).subject
 
@@ -248,6 +259,7 @@ SAMPLE_MAILS = {
     "sla_breach": ("[SEC-2026-0042] Deadline missed: Initial assessment", "Now:       overdue by 3h"),
     "sla_escalation": ("[SEC-2026-0042] Escalation: Initial assessment overdue by 1d2h", "Reporter:  researcher@example.org"),
     "progress_reminder": ("[SEC-2026-0042] Reminder: Progress update due Thu 26 Nov 2026 17:00 CET", "short progress update"),
+    "sla_alert_burst": ("Security reports: 100 deadlines missed", "... and 99 more"),
     "resolution": ("[SEC-2026-0042] Your security report has been resolved", "we will credit you as Jane Researcher"),
     "staff_reply": ("Re: [SEC-2026-0042] Stored XSS in profile page", "Expected resolution date: 2027-01-15"),
     "rejected": ("Re: [SEC-2026-0042] Stored XSS in profile page", "Thank you, we have reproduced the issue."),
@@ -465,6 +477,30 @@ def test_daily_digest_when_all_is_quiet(shipped: Templates) -> None:
     mail = shipped.render("daily_digest", context("daily_digest", open_reports=[], overdue=[], due_today=[], counts=nothing, open_by_status=[]))
     assert mail.subject == "Security reports Mon 23 Nov 2026: 0 open, 0 overdue, 0 due today"
     assert "Nothing is overdue." in mail.text and "No open reports." in mail.text
+
+
+@pytest.mark.parametrize(
+    ("kind", "subject", "heading", "line", "closing"),
+    [
+        ("sla_breach", "Security reports: 120 deadlines missed", "Most overdue first", "was due", "Act on each by replying"),
+        ("sla_escalation", "Security reports: escalation, 120 missed deadlines still not met", "Most overdue first", "was due", "Please make sure someone owns each"),
+        ("sla_warning", "Security reports: 120 deadlines approaching", "Soonest due first", "due", "Act on each by replying"),
+        ("progress_reminder", "Security reports: 120 progress updates due", "Soonest due first", "due", "Please send each reporter a short update"),
+    ],
+)
+def test_a_combined_sla_alert_counts_every_deadline_and_lists_the_first(shipped: Templates, kind: str, subject: str, heading: str, line: str, closing: str) -> None:
+    mail = shipped.render("sla_alert_burst", context("sla_alert_burst", kind=kind))
+    assert mail.subject == subject
+    assert "  - Initial assessment: 70\n  - Acknowledgement: 50\n" in mail.text
+    assert f"{heading}\n  - [SEC-2026-0031] Acknowledgement, {line} Fri 20 Nov 2026 17:00 CET (overdue by 3d)\n      Old SQLi\n  - [SEC-2026-0042]" in mail.text
+    assert "  ... and 118 more\n" in mail.text
+    assert closing in mail.text
+
+
+def test_a_combined_sla_alert_that_lists_every_deadline_says_no_more(shipped: Templates) -> None:
+    mail = shipped.render("sla_alert_burst", context("sla_alert_burst", count=2))
+    assert mail.subject == "Security reports: 2 deadlines missed"
+    assert "... and" not in mail.text
 
 
 def test_delivery_failure_quotes_the_relay(shipped: Templates) -> None:
