@@ -11,7 +11,7 @@ from mailintake.calendar.durations import DurationError, parse_duration
 from mailintake.calendar.views import ics_export, year_view
 from mailintake.cli.context import AppContext
 from mailintake.cli.output import print_json
-from mailintake.cli.parser import Subcommands, UsageError, add_command, add_group, add_json_option
+from mailintake.cli.parser import Subcommands, UsageError, add_command, add_group, add_json_option, calendar_year
 from mailintake.deadlines.closures import calendar_entries
 from mailintake.reports.read_model import iso_utc
 
@@ -19,7 +19,7 @@ from mailintake.reports.read_model import iso_utc
 def add_to(commands: Subcommands) -> None:
     calendar = add_group(commands, "calendar", "the business calendar deadlines are computed on")
     year = add_command(calendar, "show", "a month-by-month view marking weekends, holidays and closures", show_year)
-    year.add_argument("--year", type=int, help="default: this year")
+    year.add_argument("--year", type=calendar_year, help="default: this year")
     deadline = add_command(calendar, "deadline", "the deadline for a duration from a moment, in the calendar's zone", show_deadline)
     deadline.add_argument("--from", dest="start", required=True, metavar="ISO", help="e.g. 2026-12-23T16:00+01:00 (without an offset: the calendar's zone)")
     deadline.add_argument("--within", required=True, metavar="DURATION", help='"24 hours", "8 business hours" or "3 business days"')
@@ -27,11 +27,11 @@ def add_to(commands: Subcommands) -> None:
     add_json_option(deadline)
     export = add_command(calendar, "export", "holidays and closures as an iCalendar file on standard output", export_ics)
     export.add_argument("--ics", action="store_true", required=True, help="iCalendar format (RFC 5545)")
-    export.add_argument("--year", type=int, action="append", help="a year to include (repeatable; default: this year and next)")
+    export.add_argument("--year", type=calendar_year, action="append", help="a year to include (repeatable; default: this year and next)")
 
 
 def show_year(arguments: argparse.Namespace, context: AppContext) -> int:
-    year = arguments.year or context.clock().year
+    year = arguments.year if arguments.year is not None else context.clock().year
     with context.transaction() as session:
         entries = calendar_entries(session, context.config.calendar, year)
     sys.stdout.write(year_view(context.calendar, year, entries))

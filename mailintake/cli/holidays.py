@@ -11,7 +11,7 @@ from mailintake.calendar.entries import CalendarEntry
 from mailintake.calendar.ranges import format_range
 from mailintake.cli.context import AppContext
 from mailintake.cli.output import print_listing
-from mailintake.cli.parser import Subcommands, UsageError, add_command, add_group, add_json_option
+from mailintake.cli.parser import Subcommands, UsageError, add_command, add_group, add_json_option, calendar_year
 from mailintake.deadlines.closures import CalendarAdminError, add_closure, calendar_entries, recompute_after_change, remove_day
 from mailintake.reports.read_model import iso_utc
 
@@ -19,7 +19,7 @@ from mailintake.reports.read_model import iso_utc
 def add_to(commands: Subcommands) -> None:
     holidays = add_group(commands, "holidays", "public holidays and closures (admin data, kept in the database)")
     listing = add_command(holidays, "list", "holidays and closures of a year, with their source and who added them", list_holidays)
-    listing.add_argument("--year", type=int, help="default: this year")
+    listing.add_argument("--year", type=calendar_year, help="default: this year")
     add_json_option(listing)
     add = add_command(holidays, "add", "close the office on a day or a range; open reports' deadlines are recomputed", add_holiday)
     add.add_argument("days", metavar="DATE[..DATE]", help="e.g. 2026-12-28 or 2026-12-28..2026-12-31")
@@ -31,7 +31,7 @@ def add_to(commands: Subcommands) -> None:
 
 
 def list_holidays(arguments: argparse.Namespace, context: AppContext) -> int:
-    year = arguments.year or context.clock().year
+    year = arguments.year if arguments.year is not None else context.clock().year
     with context.transaction() as session:
         entries = calendar_entries(session, context.config.calendar, year)
     return print_listing([entry_view(entry) for entry in entries], arguments.json, entry_line, f"no holidays or closures in {year}")

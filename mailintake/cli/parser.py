@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
+# Years a command accepts: the holiday tables, the zone rules and date arithmetic all hold
+# here, with room on either side for a deadline that runs into the next year.
+SUPPORTED_YEARS = range(1900, 3000)
 
 Subcommands: TypeAlias = "argparse._SubParsersAction[OneLineParser]"
 Handler: TypeAlias = "Callable[[argparse.Namespace, AppContext], int]"
@@ -62,10 +65,29 @@ def add_json_option(command: argparse.ArgumentParser) -> None:
     command.add_argument("--json", action="store_true", help="machine-readable output")
 
 
+def calendar_year(text: str) -> int:
+    """argparse type of `--year`: a whole year in SUPPORTED_YEARS."""
+    try:
+        year = int(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{shown(text)} is not a year (e.g. 2026)") from None
+    if year not in SUPPORTED_YEARS:
+        raise argparse.ArgumentTypeError(f"{year} is outside the years this calendar covers ({SUPPORTED_YEARS.start}..{SUPPORTED_YEARS.stop - 1})")
+    return year
+
+
 def moment_in(calendar: BusinessCalendar, text: str, option: str) -> datetime:
-    """An ISO 8601 moment; without an offset it is wall time in the calendar's zone."""
+    """An ISO 8601 moment in SUPPORTED_YEARS; without an offset it is wall time in the calendar's zone."""
     try:
         moment: datetime = isoparse(text)
     except (ValueError, OverflowError):
-        raise UsageError(f"{option}: {text!r} is not an ISO 8601 date and time (e.g. 2026-12-23T16:00+01:00)") from None
+        raise UsageError(f"{option}: {shown(text)} is not an ISO 8601 date and time (e.g. 2026-12-23T16:00+01:00)") from None
+    if moment.year not in SUPPORTED_YEARS:
+        raise UsageError(f"{option}: {moment.year} is outside the years this calendar covers ({SUPPORTED_YEARS.start}..{SUPPORTED_YEARS.stop - 1})")
     return moment if moment.tzinfo else moment.replace(tzinfo=calendar.zone)
+
+
+def shown(text: str, limit: int = 60) -> str:
+    """An argument quoted in an error line: printable, one line, at most `limit` characters."""
+    quoted = ascii(text)
+    return quoted if len(quoted) <= limit else quoted[: limit - 2] + "…'"
