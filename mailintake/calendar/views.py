@@ -29,7 +29,7 @@ def month_view(calendar: BusinessCalendar, year: int, month: int, entries: list[
     for week in gregorian.Calendar().monthdayscalendar(year, month):
         cells = ["    " if day == 0 else f"{day:>3}{MARKS[calendar.day_kind(date(year, month, day)).kind]}" for day in week]
         lines.append("".join(cells).rstrip())
-    lines += [f"  {format_range(entry.first_day, entry.last_day)}  {entry.name} ({entry.source})" for entry in entries]
+    lines += [f"  {format_range(entry.first_day, entry.last_day)}  {entry.label}: {entry.name}" for entry in entries]
     return "\n".join(lines)
 
 
@@ -54,7 +54,7 @@ def ics_export(calendar: BusinessCalendar, entries: Iterable[CalendarEntry], gen
         event = icalendar.Event()
         event.add("uid", f"{stable_id(entry)}@mailintake")
         event.add("dtstamp", generated_at)
-        event.add("summary", f"{entry.name} ({entry.source})")
+        event.add("summary", f"{entry.label}: {entry.name}")
         event.add("dtstart", entry.first_day)
         event.add("dtend", entry.last_day + timedelta(days=1))
         event.add("transp", "TRANSPARENT")

@@ -176,8 +176,8 @@ def test_calendar_deadline_explains_itself_and_the_calendar_exports_as_ics(tmp_p
 
     exported = icalendar.Calendar.from_ical(run_cli(config, "calendar", "export", "--ics", "--year", "2026").stdout)
     events = {(str(event["summary"]), event.decoded("dtstart").isoformat(), event.decoded("dtend").isoformat()) for event in exported.walk("VEVENT")}
-    assert ("year-end shutdown (closure (config))", "2026-12-28", "2027-01-01") in events
-    assert ("Christmas Day (NL) (public holiday)", "2026-12-25", "2026-12-26") in events
+    assert ("config closure: year-end shutdown", "2026-12-28", "2027-01-01") in events
+    assert ("public holiday: Christmas Day (NL)", "2026-12-25", "2026-12-26") in events
     shown = run_cli(config, "calendar", "show", "--year", "2026").stdout
     assert " 21  22  23  24C 25H 26· 27·\n 28C 29C 30C 31C\n" in shown
 
