@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Literal
 
 Unit = Literal["hours", "business_hours", "business_days"]
@@ -64,11 +63,3 @@ def _unit_of(business: bool, days: bool) -> Unit:
     if days:
         return "business_days"
     return "business_hours" if business else "hours"
-
-
-def duration_text(amount: timedelta) -> str:
-    """A span of time for people: "2h05m", "1d 3h00m"."""
-    minutes = int(amount.total_seconds() // 60)
-    days, minutes = divmod(minutes, 24 * 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{days}d {hours}h{minutes:02d}m" if days else f"{hours}h{minutes:02d}m"

@@ -9,13 +9,13 @@ from itertools import islice
 from typing import Any, get_args
 
 from mailintake.calendar.business import BusinessCalendar
-from mailintake.calendar.durations import duration_text
 from mailintake.cli.context import AppContext
 from mailintake.cli.output import DEFAULT_PAGE, Listed, add_paging_options, print_paged_listing
 from mailintake.cli.parser import Subcommands, UsageError, add_command, add_group, add_json_option
 from mailintake.deadlines.milestones import MilestoneFilter, MilestoneKey, MilestoneView, milestone_views, refresh_open_reports
 from mailintake.reports.read_model import iso_utc
 from mailintake.sla.schedule import State
+from mailintake.sla.time_left import time_left_text
 
 STATES = get_args(State)
 # The DUE of a --after value for a milestone without a deadline (listed last).
@@ -24,7 +24,7 @@ NO_DUE = "none"
 
 def add_to(commands: Subcommands) -> None:
     sla = add_group(commands, "sla", "SLA milestones of open reports")
-    status = add_command(sla, "status", f"open reports' milestones, soonest due first ({DEFAULT_PAGE} unless --limit): due time, business time left, state (ok/warning/breached/met/waiting/paused)", show_status)
+    status = add_command(sla, "status", f"open reports' milestones, soonest due first ({DEFAULT_PAGE} unless --limit): due time, time left in the deadline's unit, state (ok/warning/breached/met/waiting/paused)", show_status)
     status.add_argument("--now", metavar="ISO", help="evaluate at this moment instead of the clock")
     status.add_argument("--state", action="append", choices=STATES, help="only milestones in this state at that moment (repeatable)")
     status.add_argument("--report", metavar="ID", help="only the milestones of this report (tracking id)")
@@ -83,7 +83,7 @@ def milestone_item(view: MilestoneView, calendar: BusinessCalendar, now: datetim
     status = view.status
 
     def local(moment: datetime | None) -> str | None:
-        return moment.astimezone(calendar.zone).isoformat() if moment else None
+        return moment.astimezone(calendar.zone).isoformat(timespec="seconds") if moment else None
 
     return {
         "tracking_id": view.tracking_id,
@@ -97,16 +97,16 @@ def milestone_item(view: MilestoneView, calendar: BusinessCalendar, now: datetim
         "promised_due_at": local(view.promised_due_at),
         "promise_differs": view.promised_due_at is not None and view.promised_due_at != view.computed_due_at,
         "business_seconds_left": int(calendar.business_time_between(now, view.due_at).total_seconds()) if view.due_at and status.state not in ("met",) else None,
-        "left": time_left_text(calendar, now, view.due_at, status.state),
+        "unit": status.allowed.unit if status.allowed else None,
+        "left": left_text(view, calendar, now),
     }
 
 
-def time_left_text(calendar: BusinessCalendar, now: datetime, due_at: datetime | None, state: str) -> str:
-    if state in ("met", "waiting", "paused") or due_at is None:
+def left_text(view: MilestoneView, calendar: BusinessCalendar, now: datetime) -> str:
+    """The time left in the deadline's unit (sla/time_left.py, as the alert mails say it); "" when nothing runs."""
+    if view.status.state in ("met", "waiting", "paused") or view.due_at is None:
         return ""
-    if now > due_at:
-        return f"overdue by {duration_text(now - due_at)}"
-    return f"{duration_text(calendar.business_time_between(now, due_at))} business time left"
+    return time_left_text(calendar, now, view.due_at, view.status.allowed.unit if view.status.allowed else None)
 
 
 def recompute(arguments: argparse.Namespace, context: AppContext) -> int:

@@ -2,7 +2,9 @@
 with their due time and the moment the SLA pass must look at them next (`next_alert_at`).
 
 A promise does not move: once a milestone's deadline has been communicated to the
-reporter (promised_due_at), a recomputation can bring it earlier but never later.
+reporter (promised_due_at), a recomputation can bring it earlier but never later. Its
+warning is computed against the deadline that holds, so it still comes before it
+(sla/schedule.py: `warning_moment`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from sqlalchemy.orm import Session, selectinload
 from mailintake.calendar.business import BusinessCalendar
 from mailintake.core.vocabulary import CLOSED_STATUSES
 from mailintake.sla.policy import Policy
-from mailintake.sla.schedule import MilestoneStatus, compute_schedule, state_at
+from mailintake.sla.schedule import MilestoneStatus, compute_schedule, state_at, warning_held_to
 from mailintake.storage.models import MilestoneRecord, Pause, Report
 
 # Milestones `sla status` reads at a time.
@@ -74,8 +76,7 @@ def refresh_milestones(session: Session, report: Report, policy: Policy, calenda
         deadline = (record.due_at, record.warn_at, record.awaiting)
         record.started_at = status.started_at
         record.computed_due_at = status.due_at
-        record.due_at = status.due_at if paused_by_reporter(report, policy, status.name) else earliest(status.due_at, record.promised_due_at)
-        record.warn_at = earliest(status.warn_at, record.due_at)
+        record.due_at, record.warn_at = deadline_held(status, record.promised_due_at, paused_by_reporter(report, policy, status.name), policy, calendar)
         record.awaiting = status.state != "met" and record.due_at is not None
         if (record.due_at, record.warn_at, record.awaiting) != deadline or (record.awaiting and record.next_alert_at is None):
             record.next_alert_at = first_alert_at(record)
@@ -290,16 +291,21 @@ def views_of(session: Session, rows: Sequence[Row[Any]], policy: Policy, calenda
             schedules[row.report_id] = {status.name: status for status in statuses}
         moved_by_pauses = bool(pauses[row.report_id]) and policy.milestone(row.name).pausable
         key = MilestoneKey(row.due_at, row.tracking_id, row.id)
-        yield view_at(schedules[row.report_id][row.name], promised.get((row.report_id, row.name)), moved_by_pauses, now, key)
+        yield view_at(schedules[row.report_id][row.name], promised.get((row.report_id, row.name)), moved_by_pauses, now, key, policy, calendar)
 
 
-def view_at(status: MilestoneStatus, promised: datetime | None, moved_by_pauses: bool, now: datetime, key: MilestoneKey) -> MilestoneView:
-    """A deadline is judged by its promise unless the reporter's wait moved it (paused_by_reporter)."""
-    due_at = status.due_at if moved_by_pauses else earliest(status.due_at, promised)
-    warn_at = earliest(status.warn_at, due_at)
+def view_at(status: MilestoneStatus, promised: datetime | None, moved_by_pauses: bool, now: datetime, key: MilestoneKey, policy: Policy, calendar: BusinessCalendar) -> MilestoneView:
+    due_at, warn_at = deadline_held(status, promised, moved_by_pauses, policy, calendar)
     state = status.state if status.state in ("met", "waiting", "paused") else state_at(now, due_at, warn_at)
-    kept = MilestoneStatus(status.name, state, status.started_at, due_at, warn_at, status.met_at)
+    kept = MilestoneStatus(status.name, state, status.started_at, due_at, warn_at, status.met_at, status.allowed)
     return MilestoneView(key.tracking_id, kept, status.due_at, promised, due_at, key)
+
+
+def deadline_held(status: MilestoneStatus, promised: datetime | None, moved_by_pauses: bool, policy: Policy, calendar: BusinessCalendar) -> tuple[datetime | None, datetime | None]:
+    """The deadline a milestone is judged by and its warning: its promise if earlier, unless
+    the reporter's wait moved it (paused_by_reporter); the warning always before it."""
+    due_at = status.due_at if moved_by_pauses else earliest(status.due_at, promised)
+    return due_at, warning_held_to(status, due_at, calendar, policy.milestone(status.name).warn_at)
 
 
 def paused_by_reporter(report: Report, policy: Policy, name: str) -> bool:

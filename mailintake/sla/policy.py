@@ -103,6 +103,13 @@ class Milestone:
     def within_for(self, severity: str | None) -> Duration | None:
         return dict(self.severity_within).get(severity or "", self.within)
 
+    def allowed_for(self, severity: str | None, again: bool = False) -> Duration | None:
+        """The time one round allows: a recurring duty's first round `within` (or `every`), each
+        round after it was met (`again`) `every`; a one-off milestone `within`."""
+        if self.recurring and again:
+            return self.every
+        return self.within_for(severity) or self.every
+
     @property
     def meeting_event(self) -> str | None:
         """The event that meets this milestone; None: only an explicit staff action does."""

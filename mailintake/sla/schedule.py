@@ -8,6 +8,11 @@ deadline and warning later by the time paused after the clock started (business 
 business durations, elapsed time for plain hours). A wait that begins at or after the
 deadline cannot rescue it.
 
+A warning comes before the deadline it warns of: at `warn_at` of the time from the start to
+that deadline (its own, or an earlier promise), counted like the milestone's duration counts
+time, and never on a closed day while the office is open at some moment between the start and
+the deadline (see `warning_moment`).
+
 Comparisons run on UTC instants: Python compares two datetimes that share a tzinfo by wall
 time, which is wrong inside the repeated hour when DST ends.
 """
@@ -36,6 +41,8 @@ class MilestoneStatus:
     due_at: datetime | None
     warn_at: datetime | None
     met_at: datetime | None
+    # The time the current deadline allows (its unit says how to show the time left).
+    allowed: Duration | None = None
 
     @property
     def met_late(self) -> bool:
@@ -103,8 +110,7 @@ def _status(
     met_at = met.get(milestone.name)
     if started_at is None:
         return MilestoneStatus(milestone.name, "met" if met_at else "waiting", None, None, None, met_at)
-    allowed = milestone.within_for(severity)
-    return _timed_status(milestone, clock, started_at, allowed, met_at)
+    return _timed_status(milestone, clock, started_at, milestone.allowed_for(severity), met_at)
 
 
 def _recurring_status(
@@ -119,11 +125,10 @@ def _recurring_status(
         return MilestoneStatus(milestone.name, "met", started_at, None, None, last_met)
     if started_at is None:
         return MilestoneStatus(milestone.name, "waiting", None, None, None, last_met)
-    if last_met is not None and last_met.astimezone(UTC) >= started_at.astimezone(UTC):
-        status = _timed_status(milestone, clock, last_met, milestone.every, None)
-    else:
-        status = _timed_status(milestone, clock, started_at, milestone.within_for(severity) or milestone.every, None)
-    return MilestoneStatus(milestone.name, status.state, status.started_at, status.due_at, status.warn_at, last_met)
+    again = last_met is not None and last_met.astimezone(UTC) >= started_at.astimezone(UTC)
+    round_start = last_met if again and last_met is not None else started_at
+    status = _timed_status(milestone, clock, round_start, milestone.allowed_for(severity, again), None)
+    return MilestoneStatus(milestone.name, status.state, status.started_at, status.due_at, status.warn_at, last_met, status.allowed)
 
 
 def _timed_status(
@@ -136,16 +141,16 @@ def _timed_status(
     calendar = clock.calendar
     start = started_at.astimezone(calendar.zone)
     due_at = calendar.add(start, allowed) if allowed is not None else None
-    warn_at = _warning_moment(calendar, start, due_at, allowed, milestone.warn_at)
+    warn_at = warning_moment(calendar, start, due_at, allowed, milestone.warn_at)
     if met_at is not None:
-        return MilestoneStatus(milestone.name, "met", start, due_at, warn_at, met_at)
+        return MilestoneStatus(milestone.name, "met", start, due_at, warn_at, met_at, allowed)
     if milestone.pausable and due_at is not None and allowed is not None:
         shift = _pause_shift(clock, start, due_at, allowed)
         if shift is None:
-            return MilestoneStatus(milestone.name, "paused", start, None, None, None)
+            return MilestoneStatus(milestone.name, "paused", start, None, None, None, allowed)
         due_at = _moved_later(calendar, allowed, due_at, shift)
-        warn_at = None if warn_at is None else _moved_later(calendar, allowed, warn_at, shift)
-    return MilestoneStatus(milestone.name, state_at(clock.now, due_at, warn_at), start, due_at, warn_at, None)
+        warn_at = None if warn_at is None else _on_an_open_day(calendar, start, _moved_later(calendar, allowed, warn_at, shift), due_at)
+    return MilestoneStatus(milestone.name, state_at(clock.now, due_at, warn_at), start, due_at, warn_at, None, allowed)
 
 
 def _pause_shift(clock: _Clock, start: datetime, due_at: datetime, allowed: Duration) -> timedelta | None:
@@ -178,19 +183,61 @@ def _moved_later(calendar: BusinessCalendar, allowed: Duration, moment: datetime
     return (moment.astimezone(UTC) + amount).astimezone(calendar.zone)
 
 
-def _warning_moment(
+def warning_moment(
     calendar: BusinessCalendar,
     start: datetime,
     due_at: datetime | None,
     allowed: Duration | None,
     fraction: float | None,
 ) -> datetime | None:
-    """When `fraction` of the allowed time has passed, counted like the duration counts time."""
+    """When `fraction` of the time from `start` to `due_at` has passed, counted like `allowed`
+    counts time (business time, or elapsed time for plain hours); None without a warning.
+
+    `due_at` is the deadline that holds: the computed one, or an earlier promise after a
+    calendar change moved the computed one later. So the warning always comes before it
+    (`start` <= warning < `due_at` whenever `due_at` is after `start`; a deadline at or before
+    its start has no time to warn in and is warned at itself), and:
+    - if no business time is left between `start` and `due_at` (closures cover it all), a
+      business deadline is warned at `start`: at once, there is nothing to wait for;
+    - a warning that falls on a closed day moves to the next opening if that comes before the
+      deadline, else back to the end of the last business time after `start`; only when the
+      office is closed from `start` to `due_at` does it stay on a closed day.
+    """
     if fraction is None or due_at is None or allowed is None:
         return None
-    if not allowed.is_business:
-        return (start.astimezone(UTC) + timedelta(hours=allowed.amount) * fraction).astimezone(calendar.zone)
-    return calendar.add_business_time(start, calendar.business_time_between(start, due_at) * fraction)
+    start_instant, due_instant = start.astimezone(UTC), due_at.astimezone(UTC)
+    if due_instant <= start_instant:
+        return due_at.astimezone(calendar.zone)
+    if allowed.is_business:
+        business = calendar.business_time_between(start_instant, due_instant)
+        warning = calendar.add_business_time(start_instant, business * fraction) if business else start_instant
+    else:
+        warning = start_instant + (due_instant - start_instant) * fraction
+    if warning >= due_instant:
+        warning = start_instant
+    return _on_an_open_day(calendar, start_instant, warning, due_instant)
+
+
+def _on_an_open_day(calendar: BusinessCalendar, start: datetime, warning: datetime, due_at: datetime) -> datetime:
+    """`warning`, or, if it falls on a closed day, the next opening before `due_at` or else the
+    end of the last business time between `start` and it (see `warning_moment`)."""
+    local = warning.astimezone(calendar.zone)
+    if calendar.is_business_day(local.date()):
+        return local
+    if calendar.business_time_between(warning, due_at):
+        return calendar.next_business_moment(warning)
+    before = calendar.business_time_between(start, warning)
+    return calendar.add_business_time(start, before) if before else local
+
+
+def warning_held_to(status: MilestoneStatus, due_at: datetime | None, calendar: BusinessCalendar, fraction: float | None) -> datetime | None:
+    """The warning of `status` when `due_at` holds instead of its computed deadline (an earlier
+    promise): computed against `due_at`, so it comes before it."""
+    if due_at is None or status.started_at is None:
+        return None
+    if status.due_at is not None and status.due_at.astimezone(UTC) == due_at.astimezone(UTC):
+        return status.warn_at
+    return warning_moment(calendar, status.started_at, due_at, status.allowed, fraction)
 
 
 def state_at(now: datetime, due_at: datetime | None, warn_at: datetime | None) -> State:

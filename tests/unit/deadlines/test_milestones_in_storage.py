@@ -173,8 +173,9 @@ def test_a_promised_deadline_never_moves_later_but_may_move_earlier(session: Ses
     refresh_milestones(session, report, POLICY, CLOSED_17_18, MONDAY_16)
     row = stored(session, report)["assess"]
     assert (row.due_at, row.computed_due_at, row.promised_due_at) == (utc(11, 19, 16), utc(11, 23, 16), utc(11, 19, 16))
-    # The recomputed warning (Fri 20 Nov 09:30 local) would come after the promise: it comes with it.
-    assert row.warn_at == utc(11, 19, 16)
+    # The warning is computed against the promise, not the recomputed deadline: half of the
+    # 15 business hours left before it (Mon 10-17, Thu 09-17 local) runs out Thu 09:30 local.
+    assert row.warn_at == utc(11, 19, 8, 30)
 
     later = report_received(session, MONDAY_16, 2, calendar=CLOSED_17_18)
     record_promise(later, ("assess",))
