@@ -1,15 +1,19 @@
-"""reports: list the reports and show one with its whole thread."""
+"""reports: list the reports, show one with its whole thread, take out a message's raw
+bytes and the attachments (written with safe names, checked against their sha256)."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+from pathlib import Path
 from typing import Any
 
 from mailintake.cli.context import AppContext
-from mailintake.cli.output import DEFAULT_PAGE, Listed, add_paging_options, print_json, print_paged_listing, show
-from mailintake.cli.parser import Subcommands, UsageError, add_command, add_group, add_json_option
+from mailintake.cli.output import DEFAULT_PAGE, FileRefused, Listed, add_paging_options, print_json, print_listing, print_paged_listing, saved_attachment, show, write_bytes_out
+from mailintake.cli.parser import EXIT_FAILURE, Subcommands, UsageError, add_command, add_group, add_json_option, shown
 from mailintake.core.vocabulary import STATUSES
-from mailintake.reports.read_model import ReportNotFound, report_detail, report_summaries
+from mailintake.reports.read_model import MessageNotFound, RawNotStored, ReportNotFound, attachment_content, report_attachments, report_detail, report_message_raw, report_summaries
 
 
 def add_to(commands: Subcommands) -> None:
@@ -21,6 +25,15 @@ def add_to(commands: Subcommands) -> None:
     detail = add_command(reports, "show", "one report: its whole thread in order, its milestones and who met them", show_report)
     detail.add_argument("tracking_id", metavar="ID", help="tracking id, e.g. SEC-2026-0001")
     add_json_option(detail)
+    raw = add_command(reports, "raw", "the raw bytes of a message of the thread, exactly as received (the sha256 of the 250 reply)", write_raw)
+    raw.add_argument("tracking_id", metavar="ID", help="tracking id, e.g. SEC-2026-0001")
+    raw.add_argument("--message", metavar="N", type=message_number, default=1, help="the Nth message of the thread as `reports show` numbers it (default 1: the report itself)")
+    raw.add_argument("-o", "--output", metavar="FILE", help="write to FILE, a new file readable by its owner only (default: stdout, when it is not a terminal)")
+    raw.add_argument("--force", action="store_true", help="with -o: replace FILE if it exists")
+    attachments = add_command(reports, "attachments", "the attachments of a report's thread; --save DIR writes them there, each checked against its sha256", list_attachments)
+    attachments.add_argument("tracking_id", metavar="ID", help="tracking id, e.g. SEC-2026-0001")
+    attachments.add_argument("--save", metavar="DIR", help="write each attachment into the existing directory DIR under a safe name (numbered when taken), readable by its owner only")
+    add_json_option(attachments)
 
 
 def list_reports(arguments: argparse.Namespace, context: AppContext) -> int:
@@ -38,8 +51,14 @@ def list_reports(arguments: argparse.Namespace, context: AppContext) -> int:
 
 def report_line(item: dict[str, Any]) -> str:
     severity = item["suggested_severity"] or "-"
-    marks = "".join(f"  [{label}: {item[key]}]" for key, label in (("flag", "FLAGGED"), ("automated", "machine mail")) if item[key])
+    marks = (f"  [FLAGGED: {item['flag']}]" if item["flag"] else "") + (f"  [{not_answered(item['automated'])}]" if item["automated"] else "")
     return f"{item['tracking_id']}  {item['received_at']}  {item['status']:<10} {severity:<8} {item['reporter'] or '-'}  {item['subject']}{marks}"
+
+
+def not_answered(reason: str) -> str:
+    """Why a report got no acknowledgement: machine mail, a forged sender, or held back by
+    the hourly limit (which says so itself, and is acknowledged later)."""
+    return reason if reason.startswith("no acknowledgement") else f"not answered: {reason}"
 
 
 def show_report(arguments: argparse.Namespace, context: AppContext) -> int:
@@ -77,10 +96,89 @@ def print_report(detail: dict[str, Any]) -> None:
         show(f"  {milestone['name']:<18} due {milestone['due_at'] or '-':<22} {met}")
     for pause in detail["pauses"]:
         show(f"  paused {pause['started_at']} by {pause['started_by']} until {pause['ended_at'] or 'now'}{' by ' + pause['ended_by'] if pause['ended_by'] else ''}")
-    for message in detail["messages"]:
+    for number, message in enumerate(detail["messages"], start=1):
         show()
         author = f" by {message['author']}" if message["author"] and message["direction"] == "out" else ""
-        show(f"--- {message['kind']} ({message['direction']})  {message['received_at']}  from {message['from'] or '-'}{author}  sha256 {message['sha256']}")
+        show(f"--- {message['kind']} ({message['direction']})  message {number}  {message['received_at']}  from {message['from'] or '-'}{author}  sha256 {message['sha256']}")
         for attachment in message["attachments"]:
             show(f"    attachment {attachment['filename']} ({attachment['content_type']}, {attachment['size']} bytes, sha256 {attachment['sha256']})")
         show(message["body"])
+
+
+def message_number(text: str) -> int:
+    """argparse type of --message: a position in the thread, from 1."""
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{shown(text)} is not a message number (1 is the report itself)") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{shown(text)}: messages are numbered from 1 (the report itself)")
+    return number
+
+
+def write_raw(arguments: argparse.Namespace, context: AppContext) -> int:
+    if arguments.force and arguments.output is None:
+        raise UsageError("--force only applies to -o FILE")
+    try:
+        with context.transaction() as session:
+            data = report_message_raw(session, arguments.tracking_id, arguments.message)
+    except ReportNotFound:
+        raise UsageError(f"no report with tracking id {shown(arguments.tracking_id)}") from None
+    except MessageNotFound as error:
+        raise UsageError(f"{arguments.tracking_id.upper()}: {error}") from None
+    except RawNotStored as error:
+        print(f"mailintake: {arguments.tracking_id.upper()}: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    try:
+        write_bytes_out(data, arguments.output, arguments.force)
+    except FileRefused as refused:
+        raise UsageError(str(refused)) from None
+    return 0
+
+
+def list_attachments(arguments: argparse.Namespace, context: AppContext) -> int:
+    directory = None if arguments.save is None else existing_directory(arguments.save)
+    try:
+        with context.transaction() as session:
+            items = report_attachments(session, arguments.tracking_id)
+    except ReportNotFound:
+        raise UsageError(f"no report with tracking id {shown(arguments.tracking_id)}") from None
+    if directory is not None:
+        failure = save_attachments(items, directory, context)
+        if failure:
+            print(f"mailintake: {failure}", file=sys.stderr)
+            return EXIT_FAILURE
+    return print_listing(items, arguments.json, attachment_line, "no attachments")
+
+
+def existing_directory(text: str) -> Path:
+    directory = Path(text)
+    if not text or not directory.is_dir():
+        raise UsageError(f"--save: {shown(text)} is not an existing directory")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise UsageError(f"--save: cannot write in {shown(text)}")
+    return directory
+
+
+def save_attachments(items: list[dict[str, Any]], directory: Path, context: AppContext) -> str | None:
+    """Write each attachment (read one at a time) and set its "saved_as"; a file whose bytes
+    read back do not match the stored sha256 is removed, and the first failure, as one
+    line without the file's name, ends the saving."""
+    for position, item in enumerate(items, start=1):
+        with context.transaction() as session:
+            content = attachment_content(session, item["attachment_id"])
+        where = f"attachment {position} (message {item['message']})"
+        try:
+            path, digest = saved_attachment(directory, item["filename"], content)
+        except FileRefused as refused:
+            return f"{where}: {refused}"
+        if digest != item["sha256"]:
+            path.unlink()
+            return f"{where}: the bytes written do not match the stored sha256 {item['sha256']}; the file was removed"
+        item["saved_as"] = str(path)
+    return None
+
+
+def attachment_line(item: dict[str, Any]) -> str:
+    saved = f"  saved as {item['saved_as']} (sha256 checked)" if "saved_as" in item else ""
+    return f"message {item['message']}  {item['filename']}  {item['content_type']}  {item['size']} bytes  sha256 {item['sha256']}{saved}"

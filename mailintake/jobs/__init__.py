@@ -1,1 +1,1 @@
-"""Periodic work: the SLA pass and the daily digest."""
+"""Periodic work: held acknowledgements, the SLA pass and the daily digest."""

@@ -13,7 +13,7 @@ import hashlib
 import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -25,18 +25,24 @@ from mailintake.conversation.reply_text import base_subject
 from mailintake.core.vocabulary import title_of
 from mailintake.outbound.addressing import Addressing, recipient_addresses
 from mailintake.outbound.compose import shortened_line
-from mailintake.outbound.outbox import Outgoing, auto_replies_since, key_exists
+from mailintake.outbound.outbox import Outgoing, key_exists, over_auto_reply_limit
 from mailintake.outbound.rendering import MailWriter
 from mailintake.outbound.templates import Templates
 from mailintake.reports.attachments import attachment_plan
 from mailintake.reports.read_model import Digest, DigestDeadline, mail_digest_item, mail_milestone, mail_report_context, mail_summary
+from mailintake.sla.policy import Policy
 from mailintake.storage.models import InboundMessage, Message, MilestoneRecord, Report
 
 log = logging.getLogger(__name__)
 
 
-AUTO_REPLY_LIMIT = "automatic reply limit for this sender reached"
+# A person's report the hourly limit held back: not machine mail; staff are notified and
+# its deadlines run, and one combined acknowledgement follows (held_acknowledgement).
+HELD_BY_LIMIT = "no acknowledgement: hourly limit for this sender"
 UNANSWERABLE_SENDER = "sender address cannot be answered automatically"
+# Reports one combined acknowledgement lists at most: more than a person sends in an hour,
+# and a forged sender of a flood never gets a big mail (the rest wait for the next one).
+HELD_PER_MAIL = 50
 
 
 def digest_key(day: date) -> str:
@@ -45,6 +51,12 @@ def digest_key(day: date) -> str:
 
 def digest_line(item: dict[str, Any]) -> dict[str, Any]:
     return item | {"subject": shortened_line(item["subject"])}
+
+
+def held_acknowledgement_key(reports: Iterable[Report]) -> str:
+    """Once per set of reports: built again after a crash before its commit, the same row."""
+    covered = ",".join(str(report_id) for report_id in sorted(report.id for report in reports))
+    return f"held_ack:{hashlib.sha256(covered.encode()).hexdigest()[:32]}"
 
 
 def sla_alert_key(kind: str, record: MilestoneRecord) -> str:
@@ -65,12 +77,12 @@ def most_urgent_first(record: MilestoneRecord) -> tuple[datetime, str]:
     return record.due_at, record.report.tracking_id
 
 
-def burst_line(record: MilestoneRecord, calendar: BusinessCalendar, now: datetime) -> dict[str, Any]:
+def burst_line(record: MilestoneRecord, calendar: BusinessCalendar, now: datetime, policy: Policy) -> dict[str, Any]:
     """One deadline of a burst, as the daily digest lists it (its report's tracking id and
     subject, never its reporter), with how it stands at `now`."""
     assert record.due_at is not None
     deadline = DigestDeadline(record.report.tracking_id, record.report.subject, record.name, record.due_at)
-    return digest_line(mail_digest_item(deadline, calendar)) | {"left": mail_milestone(record, calendar, now)["left"]}
+    return digest_line(mail_digest_item(deadline, calendar)) | {"left": mail_milestone(record, calendar, now, policy)["left"]}
 
 
 class Notices:
@@ -86,14 +98,15 @@ class Notices:
 
     def report_received(self, session: Session, report: Report, inbound: InboundMessage, calendar: BusinessCalendar, now: datetime) -> tuple[str, ...] | None:
         """A new report from a person: staff are told, and the reporter is acknowledged unless
-        the sender had too many automatic replies this hour. Neither can undo the report.
-        Returns the milestones whose deadlines the acknowledgement promised, or None when no
-        acknowledgement was enqueued (nothing was promised)."""
+        the sender had too many automatic replies this hour; then the report is held back
+        for the combined acknowledgement (jobs/held_acknowledgements.py). Neither can undo
+        the report. Returns the milestones whose deadlines the acknowledgement promised, or
+        None when no acknowledgement was enqueued (nothing was promised)."""
         self.notify_staff(session, report, calendar, now)
         sender = inbound.envelope_from.lower()
-        if auto_replies_since(session, sender, now - timedelta(hours=1)) >= self.config.outbox.auto_replies_per_hour:
-            report.automated = AUTO_REPLY_LIMIT
-            log.info("report %s: no acknowledgement (%s)", report.tracking_id, AUTO_REPLY_LIMIT)
+        if over_auto_reply_limit(session, sender, self.config.outbox.auto_replies_per_hour, now):
+            report.automated = HELD_BY_LIMIT
+            log.info("report %s: %s", report.tracking_id, HELD_BY_LIMIT)
             self.auto_reply_limit_reached(session, report, sender, calendar, now)
             return None
         acknowledgement = self.reporter_context(report, calendar) | {"reply_address": self.addressing.reply_address(report, "reporter")}
@@ -150,6 +163,56 @@ class Notices:
         context = self.report_context(report, calendar) | {"flag": report.flag or "", "related": related}
         self.writer.enqueue_mail(session, f"flag:{report.id}", "flagged_report", self.config.staff.alerts, context, now, report=report, in_reply_to=self.addressing.notification_id(report))
 
+    def held_acknowledgement(self, session: Session, reports: Sequence[Report], sender: str, calendar: BusinessCalendar, now: datetime) -> dict[int, tuple[str, ...]] | None:
+        """One acknowledgement for reports the hourly limit held back from `sender` (oldest
+        first, at most HELD_PER_MAIL): each with its tracking id, subject, reply address and
+        the deadlines its own acknowledgement would have listed. Filed like the first one's
+        acknowledgement (its tag, its reply address, its thread), and counted in the limit.
+        Returns, per report id, the milestones whose deadlines it promised; None when it is
+        not in the outbox (its template failed: staff were alerted, the next pass tries
+        again; or the sender cannot be addressed: the reports say so)."""
+        items = [self.held_item(report, calendar) for report in reports]
+        first = reports[0]
+        key = held_acknowledgement_key(reports)
+        context = {"reports": items, "limit": self.config.outbox.auto_replies_per_hour}
+        try:
+            with session.begin_nested():
+                self.writer.enqueue_mail(
+                    session,
+                    key,
+                    "held_acknowledgement",
+                    (sender,),
+                    context,
+                    now,
+                    report=first,
+                    in_reply_to=first.messages[0].message_id,
+                    auto_submitted="auto-replied",
+                    auto_reply_to=sender,
+                    language=first.language,
+                    reply_side="reporter",
+                )
+        except ValueError:
+            for report in reports:
+                report.automated = UNANSWERABLE_SENDER
+            log.info("reports %s: no acknowledgement (%s)", ", ".join(report.tracking_id for report in reports), UNANSWERABLE_SENDER)
+            return None
+        if not key_exists(session, key):
+            return None
+        return {report.id: tuple(item["name"] for item in listed["deadlines"]) for report, listed in zip(reports, items, strict=True)}
+
+    def held_item(self, report: Report, calendar: BusinessCalendar) -> dict[str, Any]:
+        """A report as the combined acknowledgement lists it: as its own acknowledgement
+        would (subject shortened, the `auto` milestones left out: this mail meets them)."""
+        context = self.reporter_context(report, calendar)
+        summary = context["report"]
+        return {
+            "tracking_id": summary["tracking_id"],
+            "subject": summary["subject"],
+            "received_at": summary["received_at"],
+            "reply_address": self.addressing.reply_address(report, "reporter"),
+            "deadlines": [item for item in context["deadlines"] if not self.is_auto(item["name"])],
+        }
+
     def auto_reply_limit_reached(self, session: Session, report: Report, sender: str, calendar: BusinessCalendar, now: datetime) -> None:
         """Once a day per sender: a sender over the hourly limit is often another help desk
         answering our acknowledgements, a loop only people can end."""
@@ -170,7 +233,7 @@ class Notices:
         deadline (one already in the outbox is not rendered again). True if enqueued now."""
         report = record.report
         recipients = self.sla_alert_recipients(kind)
-        context = self.report_context(report, calendar) | {"milestone": mail_milestone(record, calendar, now)}
+        context = self.report_context(report, calendar) | {"milestone": mail_milestone(record, calendar, now, self.config.sla)}
         return self.writer.enqueue_mail(session, sla_alert_key(kind, record), kind, recipients, context, now, report=report, in_reply_to=self.addressing.notification_id(report)) is not None
 
     def sla_alert_done(self, session: Session, kind: str, record: MilestoneRecord) -> bool:
@@ -186,7 +249,7 @@ class Notices:
             "kind": kind,
             "count": len(ordered),
             "by_milestone": [{"title": title_of(name), "count": count} for name, count in Counter(record.name for record in ordered).most_common()],
-            "alerts": [burst_line(record, calendar, now) for record in ordered[:listed]],
+            "alerts": [burst_line(record, calendar, now, self.config.sla) for record in ordered[:listed]],
         }
         return self.writer.enqueue_mail(session, sla_alert_burst_key(kind, records), "sla_alert_burst", self.sla_alert_recipients(kind), context, now) is not None
 

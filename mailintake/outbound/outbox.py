@@ -20,6 +20,8 @@ from mailintake.storage.models import OutboxMessage
 
 MIN_LEASE = timedelta(seconds=10)
 MAX_RELAY_RETRY_DELAY = timedelta(hours=1)
+# `[outbox] auto_replies_per_hour` counts the automatic replies to one address in this window.
+AUTO_REPLY_WINDOW = timedelta(hours=1)
 # Rows read from the database at a time by a listing.
 LISTING_BATCH = 1000
 
@@ -79,6 +81,11 @@ def key_exists(session: Session, key: str) -> bool:
 
 def auto_replies_since(session: Session, address: str, since: datetime) -> int:
     return session.scalar(select(func.count()).select_from(OutboxMessage).where(OutboxMessage.auto_reply_to == address, OutboxMessage.created_at >= since))
+
+
+def over_auto_reply_limit(session: Session, address: str, per_hour: int, now: datetime) -> bool:
+    """Whether `address` got `per_hour` automatic replies in the hour before `now`."""
+    return auto_replies_since(session, address, now - AUTO_REPLY_WINDOW) >= per_hour
 
 
 def lease_for(relay_timeout: float) -> timedelta:

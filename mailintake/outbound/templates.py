@@ -44,6 +44,7 @@ REQUIRED = (
     "out_of_scope",
     "unprocessable_mail",
     "auto_reply_limit",
+    "held_acknowledgement",
 )
 TEXT_SUFFIX = ".txt.j2"
 HTML_SUFFIX = ".html.j2"
@@ -393,7 +394,7 @@ _QUIET_REPORT = _SAMPLE_REPORT | {
     "left_out": [],
     "next_deadline": None,
 }
-_SAMPLE_MILESTONE = {"name": "assess", "title": "Initial assessment", "due": "Thu 26 Nov 2026 17:00 CET", "state": "warning", "left": "2h15m business time left"}
+_SAMPLE_MILESTONE = {"name": "assess", "title": "Initial assessment", "due": "Thu 26 Nov 2026 17:00 CET", "state": "warning", "left": "2 h 15 min business time left"}
 _SAMPLE_DIGEST_ITEM = {"tracking_id": "SEC-2026-0042", "subject": "Stored XSS in profile page", "milestone": "Initial assessment", "due": "Mon 28 Dec 2026 17:00 CET"}
 _COMMON = {"organisation": "Example Corp", "policy_url": "https://www.example.com/security", "now": "2026-11-23T09:16+00:00"}
 _ABOUT_REPORT = _COMMON | {"report": _SAMPLE_REPORT, "deadlines": list(_SAMPLE_DEADLINES)}
@@ -415,15 +416,15 @@ SAMPLE_CONTEXTS: Mapping[str, Mapping[str, object]] = {
         "commands": [{"usage": "#status triaged|accepted|fixing|resolved", "help": "set the report's status"}],
     },
     "sla_warning": _ABOUT_REPORT | {"milestone": _SAMPLE_MILESTONE},
-    "sla_breach": _ABOUT_REPORT | {"milestone": _SAMPLE_MILESTONE | {"state": "breached", "left": "overdue by 3h"}},
-    "sla_escalation": _ABOUT_REPORT | {"milestone": _SAMPLE_MILESTONE | {"state": "breached", "left": "overdue by 1d2h"}},
-    "progress_reminder": _ABOUT_REPORT | {"milestone": _SAMPLE_MILESTONE | {"name": "update", "title": "Progress update"}},
+    "sla_breach": _ABOUT_REPORT | {"milestone": _SAMPLE_MILESTONE | {"state": "breached", "left": "overdue by 3 h"}},
+    "sla_escalation": _ABOUT_REPORT | {"milestone": _SAMPLE_MILESTONE | {"state": "breached", "left": "overdue by 1 day 2 h"}},
+    "progress_reminder": _ABOUT_REPORT | {"milestone": _SAMPLE_MILESTONE | {"name": "update", "title": "Progress update", "left": "1 business day 2 h 15 min left"}},
     "sla_alert_burst": _COMMON
     | {
         "kind": "sla_breach",
         "count": 100,
         "by_milestone": [{"title": "Initial assessment", "count": 60}, {"title": "Acknowledgement", "count": 40}],
-        "alerts": [_SAMPLE_DIGEST_ITEM | {"left": "overdue by 3h"}],
+        "alerts": [_SAMPLE_DIGEST_ITEM | {"left": "overdue by 3 h"}],
     },
     "resolution": _TO_REPORTER,
     "staff_reply": _TO_REPORTER,
@@ -457,6 +458,14 @@ SAMPLE_CONTEXTS: Mapping[str, Mapping[str, object]] = {
     "command_error": _ABOUT_REPORT | {"errors": ["line 1: unknown command #stauts (did you mean #status?)"], "carried_out": True},
     "flagged_report": _ABOUT_REPORT | {"flag": "unauthenticated staff address", "related": "SEC-2026-0041"},
     "auto_reply_limit": _ABOUT_REPORT | {"limit": 5},
+    "held_acknowledgement": _COMMON
+    | {
+        "limit": 5,
+        "reports": [
+            {"tracking_id": "SEC-2026-0042", "subject": "Stored XSS in profile page", "received_at": "Mon 23 Nov 2026 10:15 CET", "reply_address": "security+r42-abcdefghijklmnop@example.com", "deadlines": list(_SAMPLE_DEADLINES[1:])},
+            {"tracking_id": "SEC-2026-0043", "subject": "Open redirect in login", "received_at": "Mon 23 Nov 2026 10:20 CET", "reply_address": "security+r43-abcdefghijklmnop@example.com", "deadlines": []},
+        ],
+    },
     "unprocessable_mail": _COMMON | {"inbound": {"id": 42, "reason": "parse timed out after 30 s; no report could be made from its raw bytes either (ValueError)"}},
 }
 _QUIET_CHANGES: Mapping[str, object] = {

@@ -7,6 +7,8 @@ Both presentations pick from the same gathered fields, so a field they share is 
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -16,11 +18,14 @@ from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.orm import Session, defer, selectinload
 
 from mailintake.calendar.business import BusinessCalendar, format_skipped_days
-from mailintake.calendar.durations import duration_text
+from mailintake.calendar.durations import Duration
 from mailintake.core.vocabulary import CLOSED_STATUSES, STATUSES, title_of
+from mailintake.parse.headers import decoded_header, header_fields, normalized_line_endings
 from mailintake.parse.limits import left_out_by_limits
 from mailintake.reports.attachments import attachment_plan
-from mailintake.storage.models import Attachment, InboundMessage, Message, MilestoneRecord, Report
+from mailintake.sla.policy import Policy
+from mailintake.sla.time_left import time_left_text
+from mailintake.storage.models import Attachment, InboundMessage, Message, MilestoneRecord, OutboxMessage, Report
 
 # How a presentation writes a moment.
 Moment = Callable[[datetime], str]
@@ -238,14 +243,23 @@ def mail_deadlines(report: Report, calendar: BusinessCalendar) -> list[dict[str,
     return deadlines
 
 
-def mail_milestone(record: MilestoneRecord, calendar: BusinessCalendar, now: datetime) -> dict[str, Any]:
-    """A deadline as an SLA alert states it: when it is due and how it stands at `now`."""
+def mail_milestone(record: MilestoneRecord, calendar: BusinessCalendar, now: datetime, policy: Policy | None) -> dict[str, Any]:
+    """A deadline as an SLA alert states it: when it is due and how it stands at `now`, the
+    time left in the deadline's unit as `sla status` writes it (sla/time_left.py)."""
     assert record.due_at is not None
-    if now > record.due_at:
-        left, state = f"overdue by {duration_text(now - record.due_at)}", "breached"
-    else:
-        left, state = f"{duration_text(calendar.business_time_between(now, record.due_at))} business time left", "warning"
+    allowed = allowed_time_of(record, policy)
+    left = time_left_text(calendar, now, record.due_at, allowed.unit if allowed else None)
+    state = "breached" if now > record.due_at else "warning"
     return {"name": record.name, "title": title_of(record.name), "due": local_text(record.due_at, calendar), "state": state, "left": left}
+
+
+def allowed_time_of(record: MilestoneRecord, policy: Policy | None) -> Duration | None:
+    """The time the record's current deadline allows under `policy`; None without the policy or
+    for a milestone it no longer has. A recurring duty met since its round began runs on `every`."""
+    if policy is None or record.name not in policy.names:
+        return None
+    again = record.met_at is not None and record.started_at is not None and record.met_at >= record.started_at
+    return policy.milestone(record.name).allowed_for(record.report.severity, again)
 
 
 def mail_digest_item(deadline: DigestDeadline, calendar: BusinessCalendar) -> dict[str, Any]:
@@ -360,3 +374,124 @@ def digest_deadlines(session: Session, limit: int, *within: ColumnElement[bool])
         .limit(limit)
     )
     return [DigestDeadline(tracking_id, subject, name, due_at) for tracking_id, subject, name, due_at in rows]
+
+
+# --- inspection: a delivery as stored, a report's raw mail and its attachments ----------
+
+SURROGATES = re.compile("[\ud800-\udfff]")
+FOLD = re.compile(rb"\r\n[ \t]*")
+
+
+class InboundNotFound(LookupError):
+    pass
+
+
+class MessageNotFound(LookupError):
+    """A message number outside the report's thread."""
+
+
+class RawNotStored(LookupError):
+    """A message of the thread whose bytes are kept nowhere (a mail we sent, its outbox row gone)."""
+
+
+def inbound_detail(session: Session, inbound_id: int) -> dict[str, Any]:
+    """A delivery as stored: envelope, processing state, the stored bytes' size and sha256
+    (computed now, beside the one recorded at intake) and the outer header section."""
+    row = session.get(InboundMessage, inbound_id)
+    if row is None:
+        raise InboundNotFound(inbound_id)
+    raw = bytes(row.raw)
+    return {
+        "id": row.id,
+        "received_at": iso_utc(row.received_at),
+        "protocol": row.protocol,
+        "peer": row.peer,
+        "helo": row.helo,
+        "envelope_from": row.envelope_from,
+        "envelope_to": list(row.envelope_to),
+        "status": row.status,
+        "attempts": row.attempts,
+        "last_error": row.last_error,
+        "next_attempt_at": iso_utc(row.next_attempt_at) if row.next_attempt_at else None,
+        "processed_at": iso_utc(row.processed_at) if row.processed_at else None,
+        "report": session.scalar(select(Report.tracking_id).where(Report.id == row.report_id)) if row.report_id else None,
+        "size": len(raw),
+        "sha256": hashlib.sha256(raw).hexdigest(),
+        "sha256_at_intake": row.sha256,
+        "headers": header_list(raw),
+    }
+
+
+def inbound_raw(session: Session, inbound_id: int) -> bytes:
+    raw = session.scalar(select(InboundMessage.raw).where(InboundMessage.id == inbound_id))
+    if raw is None:
+        raise InboundNotFound(inbound_id)
+    return bytes(raw)
+
+
+def header_list(raw: bytes) -> list[dict[str, str]]:
+    """The outer header fields in order, split as the parser splits them (at CRLF only,
+    folded lines joined), each value decoded for people (RFC 2047, raw 8-bit as UTF-8).
+    A line without a colon has the name ""."""
+    return [header_item(field) for field in header_fields(header_section(raw)) if field]
+
+
+def header_section(raw: bytes) -> bytes:
+    """The header section with its line endings as normalized_line_endings leaves them,
+    without copying the body."""
+    end = b"\r\n\r\n" if b"\r\n" in raw else b"\n\n"
+    return normalized_line_endings(raw.partition(end)[0])
+
+
+def header_item(field: bytes) -> dict[str, str]:
+    """A field's name and value, each fold (CRLF and the white space after it) one space."""
+    name, colon, value = FOLD.sub(b" ", field).partition(b":")
+    if not colon:
+        return {"name": "", "value": readable(name)}
+    return {"name": readable(name).strip(), "value": SURROGATES.sub("\ufffd", decoded_header(readable(value).strip()))}
+
+
+def readable(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
+
+
+def report_id_of(session: Session, tracking_id: str) -> int:
+    report_id = session.scalar(select(Report.id).where(Report.tracking_id == tracking_id.upper()))
+    if report_id is None:
+        raise ReportNotFound(tracking_id)
+    return report_id
+
+
+def report_message_raw(session: Session, tracking_id: str, number: int) -> bytes:
+    """The bytes of the report's message `number` (1: the report itself) in thread order:
+    of a received one the stored delivery, exactly as accepted; of one we sent the outbox
+    content its sha256 names."""
+    report_id = report_id_of(session, tracking_id)
+    messages = session.execute(select(Message.inbound_id, Message.message_id, Message.raw_sha256).where(Message.report_id == report_id).order_by(Message.received_at, Message.id)).all()
+    if not 1 <= number <= len(messages):
+        raise MessageNotFound(f"message {number}: the thread has {len(messages)} message{'s' if len(messages) != 1 else ''}")
+    message = messages[number - 1]
+    if message.inbound_id is not None:
+        return inbound_raw(session, message.inbound_id)
+    sent = session.scalars(select(OutboxMessage.content).where(OutboxMessage.report_id == report_id, OutboxMessage.message_id == message.message_id))
+    content = next((bytes(content) for content in sent if hashlib.sha256(content).hexdigest() == message.raw_sha256), None)
+    if content is None:
+        raise RawNotStored(f"message {number} was sent by us and its bytes are no longer stored")
+    return content
+
+
+def report_attachments(session: Session, tracking_id: str) -> list[dict[str, Any]]:
+    """The report's attachments in thread order (each with its message's number), without
+    their content: `attachment_content` reads one at a time."""
+    report_id = report_id_of(session, tracking_id)
+    numbers = {message_id: number for number, message_id in enumerate(session.scalars(select(Message.id).where(Message.report_id == report_id).order_by(Message.received_at, Message.id)), start=1)}
+    columns = (Attachment.id, Attachment.message_id, Attachment.filename, Attachment.content_type, Attachment.size, Attachment.sha256)
+    rows = session.execute(select(*columns).join(Message, Message.id == Attachment.message_id).where(Message.report_id == report_id)).all()
+    return [
+        {"message": numbers[row.message_id], "attachment_id": row.id, "filename": row.filename, "content_type": row.content_type, "size": row.size, "sha256": row.sha256}
+        for row in sorted(rows, key=lambda row: (numbers[row.message_id], row.id))
+    ]
+
+
+def attachment_content(session: Session, attachment_id: int) -> bytes:
+    return bytes(session.scalars(select(Attachment.content).where(Attachment.id == attachment_id)).one())

@@ -1,11 +1,14 @@
-"""The periodic jobs of `serve`, on APScheduler: the SLA pass and the daily digest.
+"""The periodic jobs of `serve`, on APScheduler: the combined acknowledgements of reports
+the hourly limit held back, the SLA pass and the daily digest.
 
 No job keeps state of its own: what was already sent is in the outbox (unique keys), so
 a restart runs the pass again at once and repeats nothing.
 
-No job holds a long write transaction: the calendar and the due milestones are read in
-short transactions, alerts are enqueued in batches of their own (jobs/sla_pass.py), and
-the digest has its own, so intake stores new mail between them (SQLite has one writer).
+No job holds a long write transaction: the calendar, the held reports and the due
+milestones are read in short transactions, each sender's combined acknowledgement and
+each batch of alerts is enqueued in a transaction of its own (jobs/held_acknowledgements.py,
+jobs/sla_pass.py), and the digest has its own, so intake stores new mail between them
+(SQLite has one writer).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from mailintake.config.schema import Config
 from mailintake.core.clock import Clock
 from mailintake.deadlines.closures import effective_calendar
 from mailintake.jobs.digest import daily_digest_pass
+from mailintake.jobs.held_acknowledgements import held_acknowledgements_pass
 from mailintake.jobs.sla_pass import never, sla_pass_in_batches
 from mailintake.outbound.notices import Notices
 from mailintake.storage.db import transaction
@@ -32,11 +36,14 @@ log = logging.getLogger(__name__)
 
 
 def scheduled_pass(sessions: sessionmaker[Session], config: Config, notices: Notices, now: datetime, stopping: Callable[[], bool] = never) -> int:
-    """SLA alerts at `now`, and the day's digest once its local time has come on a business
-    day. `stopping` is asked between batches: a pass cut short leaves the rest to the next."""
+    """Combined acknowledgements of held reports, then SLA alerts at `now` (the first meet
+    deadlines the second would alert), and the day's digest once its local time has come on
+    a business day. `stopping` is asked between senders and batches: a pass cut short
+    leaves the rest to the next."""
     with transaction(sessions) as session:
         calendar = effective_calendar(session, config.calendar)
-    enqueued = len(sla_pass_in_batches(sessions, config.sla, calendar, notices, now, stopping=stopping))
+    enqueued = held_acknowledgements_pass(sessions, config, notices, calendar, now, stopping)
+    enqueued += len(sla_pass_in_batches(sessions, config.sla, calendar, notices, now, stopping=stopping))
     if stopping():
         return enqueued
     with transaction(sessions) as session:

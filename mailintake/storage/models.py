@@ -115,7 +115,7 @@ class Report(Base):
     envelope_sender: Mapped[str] = mapped_column(String(512), default="")
     suggested_severity: Mapped[str | None] = mapped_column(String(16))
     severity: Mapped[str | None] = mapped_column(String(16))
-    automated: Mapped[str | None] = mapped_column(String(64))
+    automated: Mapped[str | None] = mapped_column(String(64), index=True)
     language: Mapped[str | None] = mapped_column(String(35))
     credit_as: Mapped[str | None] = mapped_column(String(255))
     anonymous: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -171,7 +171,7 @@ def test_case_11_flood_of_50_mails_gets_at_most_the_configured_acknowledgements(
     wait_until_processed(sessions, 50)
     kinds = [row.kind for row in outbox(sessions)]
     assert kinds.count("acknowledgement") == 5 and kinds.count("staff_notification") == 50
-    assert sum(report.automated == "automatic reply limit for this sender reached" for report in reports(sessions)) == 45
+    assert sum(report.automated == "no acknowledgement: hourly limit for this sender" for report in reports(sessions)) == 45
 
 
 def test_case_12_ack_goes_to_the_envelope_sender_auto_submitted_and_threaded(stack: Stack) -> None:

@@ -122,6 +122,7 @@ def test_the_notices_pass_every_template_exactly_the_keys_of_its_sample(tmp_path
         notices.flagged_report(session, report, calendar, now)
         assert notices.unprocessable_mail(session, 1, "parse timed out after 30 s", now)
         notices.auto_reply_limit_reached(session, report, "researcher@example.org", calendar, now)
+        assert notices.held_acknowledgement(session, [report], "researcher@example.org", calendar, now) == {report.id: ("assess",)}
     assert set(templates.contexts) == set(REQUIRED)
     for name in REQUIRED:
         assert key_differences(SAMPLE_CONTEXTS[name], templates.contexts[name], name) == []

@@ -93,7 +93,7 @@ def build_contexts() -> dict[str, dict[str, object]]:
         },
         "sla_warning": {**BASE, "report": REPORT, "milestone": MILESTONE, "deadlines": DEADLINES},
         "sla_breach": {**BASE, "report": REPORT, "milestone": {**MILESTONE, "state": "breached", "left": "overdue by 3h"}, "deadlines": DEADLINES},
-        "sla_escalation": {**BASE, "report": REPORT, "milestone": {**MILESTONE, "state": "breached", "left": "overdue by 1d2h"}, "deadlines": DEADLINES},
+        "sla_escalation": {**BASE, "report": REPORT, "milestone": {**MILESTONE, "state": "breached", "left": "overdue by 1 day 2 h"}, "deadlines": DEADLINES},
         "progress_reminder": {
             **BASE,
             "report": {**REPORT, "status": "accepted"},
@@ -143,6 +143,14 @@ def build_contexts() -> dict[str, dict[str, object]]:
         "delivery_failure": {**BASE, "failure": FAILURE},
         "unprocessable_mail": {**BASE, "inbound": {"id": 7, "reason": "parse timed out after 30 s"}},
         "auto_reply_limit": {**BASE, "report": REPORT, "deadlines": DEADLINES, "limit": 5},
+        "held_acknowledgement": {
+            **BASE,
+            "limit": 5,
+            "reports": [
+                {"tracking_id": "SEC-2026-0042", "subject": HOSTILE_SUBJECT, "received_at": "Mon 23 Nov 2026 10:15 CET", "reply_address": "security+r1@example.com", "deadlines": DEADLINES[1:]},
+                {"tracking_id": "SEC-2026-0043", "subject": "Open redirect", "received_at": "Mon 23 Nov 2026 10:20 CET", "reply_address": "security+r2@example.com", "deadlines": []},
+            ],
+        },
     }
 
 
@@ -191,7 +199,7 @@ RENDERED_PHRASES = {
     "staff_notification": ("New security report: " + HOSTILE_SUBJECT, "New security report SEC-2026-0042, received Mon 23 Nov 2026 10:15 CET."),
     "sla_warning": ("Deadline approaching: Initial assessment, due Thu 26 Nov 2026 17:00 CET", 'The "Initial assessment" deadline of SEC-2026-0042 is approaching.'),
     "sla_breach": ("Deadline missed: Initial assessment", "overdue by 3h"),
-    "sla_escalation": ("Escalation: Initial assessment overdue by 1d2h", "Please make sure someone owns SEC-2026-0042 and answers the reporter."),
+    "sla_escalation": ("Escalation: Initial assessment overdue by 1 day 2 h", "Please make sure someone owns SEC-2026-0042 and answers the reporter."),
     "progress_reminder": ("Reminder: Progress update due Thu 26 Nov 2026 17:00 CET", 'The next "Progress update" is due.'),
     "sla_alert_burst": ("Security reports: 120 deadlines missed", "[SEC-2026-0031] Acknowledgement, was due Fri 20 Nov 2026 17:00 CET (overdue by 3d)"),
     "resolution": ("Your security report has been resolved", "The issue you reported to Example Corp has been resolved:"),
@@ -206,6 +214,7 @@ RENDERED_PHRASES = {
     "delivery_failure": ("Mail delivery failed: acknowledgement", "550 5.1.1 user unknown"),
     "unprocessable_mail": ("A stored mail could not become a report (inbound 7)", "`mailintake inbound retry 7` tries again"),
     "auto_reply_limit": ("Automatic replies stopped for one sender: possible mail loop", "reporter-7f3a sent more than 5 mails to the security address"),
+    "held_acknowledgement": ("We received 2 more security reports from you", "SEC-2026-0042: " + HOSTILE_SUBJECT + "\n  Received:  Mon 23 Nov 2026 10:15 CET"),
 }
 
 
@@ -255,9 +264,9 @@ def test_optional_values_missing_print_no_none(shipped: Templates, name: str) ->
 SAMPLE_MAILS = {
     "acknowledgement": ("[SEC-2026-0042] We received your security report", "Your report: Stored XSS in profile page"),
     "staff_notification": ("[SEC-2026-0042] New security report: Stored XSS in profile page", "capture.pcap (application/octet-stream, 12.0 MB), not attached: too large for mail"),
-    "sla_warning": ("[SEC-2026-0042] Deadline approaching: Initial assessment, due Thu 26 Nov 2026 17:00 CET", "Left:      2h15m business time left"),
-    "sla_breach": ("[SEC-2026-0042] Deadline missed: Initial assessment", "Now:       overdue by 3h"),
-    "sla_escalation": ("[SEC-2026-0042] Escalation: Initial assessment overdue by 1d2h", "Reporter:  researcher@example.org"),
+    "sla_warning": ("[SEC-2026-0042] Deadline approaching: Initial assessment, due Thu 26 Nov 2026 17:00 CET", "Left:      2 h 15 min business time left"),
+    "sla_breach": ("[SEC-2026-0042] Deadline missed: Initial assessment", "Now:       overdue by 3 h"),
+    "sla_escalation": ("[SEC-2026-0042] Escalation: Initial assessment overdue by 1 day 2 h", "Reporter:  researcher@example.org"),
     "progress_reminder": ("[SEC-2026-0042] Reminder: Progress update due Thu 26 Nov 2026 17:00 CET", "short progress update"),
     "sla_alert_burst": ("Security reports: 100 deadlines missed", "... and 99 more"),
     "resolution": ("[SEC-2026-0042] Your security report has been resolved", "we will credit you as Jane Researcher"),
@@ -272,6 +281,10 @@ SAMPLE_MAILS = {
     "flagged_report": ("[SEC-2026-0042] Security alert: unauthenticated staff address", "It pointed at SEC-2026-0041."),
     "unprocessable_mail": ("A stored mail could not become a report (inbound 42)", "`mailintake inbound retry 42` tries again"),
     "auto_reply_limit": ("[SEC-2026-0042] Automatic replies stopped for one sender: possible mail loop", "sent more than 5 mails to the security address within an"),
+    "held_acknowledgement": (
+        "[SEC-2026-0042] We received 2 more security reports from you",
+        "SEC-2026-0043: Open redirect in login\n  Received:  Mon 23 Nov 2026 10:20 CET\n  Replies:   security+r43-abcdefghijklmnop@example.com\n  We will look into it and get back to you.",
+    ),
 }
 
 
