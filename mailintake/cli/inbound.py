@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from mailintake.cli.context import AppContext
 from mailintake.cli.output import FileRefused, one_line, print_json, print_listing, show, write_bytes_out
-from mailintake.cli.parser import EXIT_FAILURE, Subcommands, UsageError, add_command, add_group, add_json_option, shown
+from mailintake.cli.parser import EXIT_FAILURE, Subcommands, UsageError, add_command, add_group, add_json_option, row_id
 from mailintake.reports.read_model import InboundNotFound, inbound_detail, inbound_raw, iso_utc
 from mailintake.storage.inbound_queue import failed_inbound_ids
 from mailintake.storage.models import InboundMessage
@@ -20,14 +20,13 @@ from mailintake.storage.models import InboundMessage
 SHOWN_HEADERS = 200
 SHOWN_HEADER_VALUE = 200
 # Ids of stored rows fit a signed 64-bit integer (BIGINT).
-MAX_ROW_ID = 2**63 - 1
 
 
 def add_to(commands: Subcommands) -> None:
     inbound = add_group(commands, "inbound", "stored deliveries that failed processing")
     add_json_option(add_command(inbound, "failed", "list deliveries whose processing failed (their raw bytes are kept)", list_failed))
     retry = add_command(inbound, "retry", "process failed deliveries again now", retry_failed)
-    retry.add_argument("ids", metavar="ID", nargs="*", type=int, help="inbound ids (default: every failed one)")
+    retry.add_argument("ids", metavar="ID", nargs="*", type=row_id, help="inbound ids (default: every failed one)")
     detail = add_command(inbound, "show", "one delivery as stored: envelope, state, last error, size and sha256, its headers; --raw: its bytes", show_inbound)
     detail.add_argument("inbound_id", metavar="ID", type=row_id, help="inbound id (as `inbound failed` lists it)")
     detail.add_argument("--raw", action="store_true", help="write the stored bytes exactly (to stdout when it is not a terminal, or to -o FILE)")
@@ -78,19 +77,6 @@ def retry_failed(arguments: argparse.Namespace, context: AppContext) -> int:
     if not ids:
         print("no failed deliveries")
     return EXIT_FAILURE if still_failed else 0
-
-
-def row_id(text: str) -> int:
-    """argparse type of a row id: a whole number from 1 that the database can hold."""
-    try:
-        number = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{shown(text)} is not an id (a whole number)") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{shown(text)} is not an id (1 or more)")
-    if number > MAX_ROW_ID:
-        raise argparse.ArgumentTypeError(f"{shown(text)} is larger than any stored id")
-    return number
 
 
 def show_inbound(arguments: argparse.Namespace, context: AppContext) -> int:

@@ -8,7 +8,7 @@ from typing import Any
 
 from mailintake.cli.context import AppContext
 from mailintake.cli.output import DEFAULT_PAGE, Listed, add_paging_options, print_paged_listing
-from mailintake.cli.parser import Subcommands, UsageError, add_command, add_group, add_json_option
+from mailintake.cli.parser import Subcommands, UsageError, add_command, add_group, add_json_option, row_id
 from mailintake.outbound.outbox import OutboxRetryRefused, outbox_rows, release_waiting, retry_now, status_counts
 from mailintake.reports.read_model import iso_utc
 from mailintake.storage.models import OutboxMessage
@@ -26,7 +26,7 @@ def add_to(commands: Subcommands) -> None:
     add_json_option(listing)
     add_command(outbox, "flush", "send everything pending now, from this process", flush_outbox)
     retry = add_command(outbox, "retry", "make a failed or waiting mail due again now", retry_row)
-    retry.add_argument("row", metavar="ID", type=int, help="outbox id (see outbox list)")
+    retry.add_argument("row", metavar="ID", type=row_id, help="outbox id (see outbox list)")
 
 
 def list_outbox(arguments: argparse.Namespace, context: AppContext) -> int:
@@ -43,9 +43,9 @@ def outbox_id(after: str | None) -> int | None:
     if after is None:
         return None
     try:
-        return int(after)
-    except ValueError:
-        raise UsageError(f"--after: {after!r} is not an outbox id (see outbox list)") from None
+        return row_id(after)
+    except argparse.ArgumentTypeError as error:
+        raise UsageError(f"--after: {error} (see outbox list)") from None
 
 
 def outbox_view(row: OutboxMessage) -> dict[str, Any]:

@@ -4,6 +4,7 @@ line on stderr and exit status 2."""
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, NoReturn, Protocol, TypeAlias
@@ -21,6 +22,10 @@ EXIT_FAILURE = 1
 # Years a command accepts: the holiday tables, the zone rules and date arithmetic all hold
 # here, with room on either side for a deadline that runs into the next year.
 SUPPORTED_YEARS = range(1900, 3000)
+# The largest id a row can have (a signed 64-bit integer, on SQLite and PostgreSQL alike).
+MAX_ROW_ID = 2**63 - 1
+
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 Subcommands: TypeAlias = "argparse._SubParsersAction[OneLineParser]"
 Handler: TypeAlias = "Callable[[argparse.Namespace, AppContext], int]"
@@ -32,7 +37,9 @@ class UsageError(Exception):
 
 class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+        # argparse quotes the offending argument as given: its line breaks would end the line.
+        one_line = _CONTROL_RE.sub(lambda match: ascii(match.group())[1:-1], message)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {one_line} (see --help)\n")
 
 
 class CommandGroup(Protocol):
@@ -91,3 +98,16 @@ def shown(text: str, limit: int = 60) -> str:
     """An argument quoted in an error line: printable, one line, at most `limit` characters."""
     quoted = ascii(text)
     return quoted if len(quoted) <= limit else quoted[: limit - 2] + "…'"
+
+
+def row_id(text: str) -> int:
+    """argparse type of a row id: a whole number from 1 that the database can hold."""
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{shown(text)} is not an id (a whole number)") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{shown(text)} is not an id (1 or more)")
+    if number > MAX_ROW_ID:
+        raise argparse.ArgumentTypeError(f"{shown(text)} is larger than any stored id")
+    return number

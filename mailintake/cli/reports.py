@@ -153,11 +153,19 @@ def list_attachments(arguments: argparse.Namespace, context: AppContext) -> int:
 
 def existing_directory(text: str) -> Path:
     directory = Path(text)
-    if not text or not directory.is_dir():
+    if not text or not is_directory(directory):
         raise UsageError(f"--save: {shown(text)} is not an existing directory")
     if not os.access(directory, os.W_OK | os.X_OK):
         raise UsageError(f"--save: cannot write in {shown(text)}")
     return directory
+
+
+def is_directory(path: Path) -> bool:
+    """False, not an error, for a name the system cannot look up (too long, a NUL byte)."""
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
 
 
 def save_attachments(items: list[dict[str, Any]], directory: Path, context: AppContext) -> str | None:

@@ -6,6 +6,7 @@ exit 0, 1 or 2, print no traceback and never reach the catch-all for defects."""
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -108,7 +109,7 @@ def test_every_command_is_reached() -> None:
 
 @pytest.mark.parametrize("path", sorted(COMMANDS), ids=" ".join)
 def test_no_command_answers_hostile_arguments_with_a_traceback(path: tuple[str, ...], config_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    @settings(max_examples=int(os.environ.get("HOSTILE_EXAMPLES", "25")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
     @given(arguments=arguments_for(COMMANDS[path]))
     def run(arguments: list[str]) -> None:
         capsys.readouterr()

@@ -223,7 +223,7 @@ def test_the_default_page_is_a_hundred_and_json_lists_everything_as_before(cli: 
 def test_a_bad_cursor_is_a_one_line_usage_error(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
     for arguments, message in (
         (["reports", "list", "--after", "SEC-1999-0001"], "--after: no report with tracking id 'SEC-1999-0001'"),
-        (["outbox", "list", "--after", "twelve"], "--after: 'twelve' is not an outbox id"),
+        (["outbox", "list", "--after", "twelve"], "--after: 'twelve' is not an id"),
         (["sla", "status", "--after", "tomorrow"], "--after: 'tomorrow' is not DUE,TRACKING-ID,N"),
     ):
         for output in ([], ["--json"], ["--json", "--limit", "5"]):
