@@ -49,7 +49,7 @@ def test_a_bad_config_value_is_one_line_and_exit_2(tmp_path: Path) -> None:
 
 def test_an_unknown_command_is_one_line_and_exit_2(sqlite_config: Path) -> None:
     assert_one_line_usage_error(run("reports", "delete", config=sqlite_config), "invalid choice: 'delete'")
-    assert_one_line_usage_error(run("inbound", "retry", "abc", config=sqlite_config), "invalid int value: 'abc'")
+    assert_one_line_usage_error(run("inbound", "retry", "abc", config=sqlite_config), "'abc' is not an id (a whole number)")
 
 
 def test_an_unknown_report_is_one_line_and_exit_2(sqlite_config: Path) -> None:
