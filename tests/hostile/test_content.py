@@ -97,7 +97,11 @@ def process_tree(pid: int) -> list[int]:
     """The process and its descendants (serve's parser processes)."""
     found = [pid]
     for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
+        try:
+            children = (task / "children").read_text().split()
+        except FileNotFoundError:
+            continue  # a thread that ended while its process was being read
+        for child in children:
             found += process_tree(int(child))
     return found
 
